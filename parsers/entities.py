@@ -1,0 +1,398 @@
+"""Directory-backed and pattern-backed field extractors.
+
+Each function takes the current text (original and folded, same offsets) and returns a value or
+None. They prefer None to a guess: two different installations, two target languages or an
+unclear mode give None, and the bot then asks.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rapidfuzz import fuzz, process
+
+from .directory import Directory, Match, key, tokens
+
+STREET_WORDS = re.compile(r"(?:\b(?:rue|boul|boulevard|bd|blvd|avenue|av|chemin|ch|place|autoroute|street|"
+                          r"road|rd|montee|cote|rang|metro|station)\.?|\d+,?)\s*$")
+PLACE_DISTRACTORS = re.compile(r"(?:transfere|transferee|transferred|hospitalise|hospitalisee|hospitalized|"
+                               r"admis|admitted|demenage|moved|provenant|vient|venant|from)\s+(?:a|au|to|de|du|the|a l'|a la|de l'|de la)?\s*$")
+NEGATED = re.compile(r"(?:et non|and not|not|au lieu d[eu']?|plutot qu[e']|instead of|rather than|pas)\s+"
+                     r"(?:a|au|aux|at|the|de|du|en|in|par|by|la|le|l')?\s*(?:la\s+|l')?$")
+
+
+def _negated(folded: str, start: int) -> bool:
+    return bool(NEGATED.search(folded[max(0, start - 25):start]))
+
+
+# ---- languages ----------------------------------------------------------------------------------
+
+LANG_CUE_BEFORE = re.compile(r"(?:\ben|\binterprete|\binterpreter|\blangue|\blanguage|\bparle|\bspeaks?|"
+                             r"\bspeaking|\bde langue|\bd'origine|\bin|[:-])\s*(?:\(?dialecte\s+)?$")
+LANG_CUE_AFTER = re.compile(r"^\s*(?:interpreter|interpretation|speaking|speaker|-speaking|\))")
+PAIR_SEP = re.compile(r"^\s*(?:-|/|>|vers|to|into|a|au|->|=>|et|and)\s*$")
+
+
+def language_mentions(d: Directory, original: str, folded: str) -> list[Match]:
+    """Language mentions in order: strong names anywhere, weak ones only next to a cue."""
+    found = d.language_index.find(original)
+    for m in d.weak_language_index.find(original):
+        if any(m.start < f.end and f.start < m.end for f in found):
+            continue
+        if LANG_CUE_BEFORE.search(folded[max(0, m.start - 20):m.start]) or LANG_CUE_AFTER.match(folded[m.end:m.end + 15]):
+            found.append(m)
+    if not found:
+        found = _fuzzy_languages(d, original, folded)
+    return sorted(found, key=lambda m: m.start)
+
+
+def _fuzzy_languages(d: Directory, original: str, folded: str) -> list[Match]:
+    """Typos and inflections ('espagnole', 'tigrinia') next to an interpreter cue."""
+    out = []
+    words = list(d.language_words)
+    for tok, s, e in tokens(original):
+        if len(tok) < 5 or not tok.isalpha():
+            continue
+        if not (LANG_CUE_BEFORE.search(folded[max(0, s - 20):s]) or LANG_CUE_AFTER.match(folded[e:e + 15])):
+            continue
+        best = process.extractOne(tok, words, scorer=fuzz.ratio, score_cutoff=84)
+        if best:
+            out.append(Match(s, e, d.language_words[best[0]], tok))
+    return out
+
+
+def languages(d: Directory, original: str, folded: str, form: dict) -> tuple[str | None, str | None, list[Match]]:
+    """(source, target, mentions). Source only when stated: a form field or a pair 'français-espagnol'."""
+    source = target = None
+    mentions = language_mentions(d, original, folded)
+    if "source_language" in form:
+        v = form["source_language"][0]
+        found = language_mentions(d, v, _f(v))
+        source = found[0].id if len(found) == 1 else None
+    if "target_language" in form:
+        v = form["target_language"][0]
+        found = language_mentions(d, v, _f(v))
+        target = found[0].id if found and len({m.id for m in found}) == 1 else None
+        if target:
+            return source, target, mentions
+    # a pair "français-espagnol" / "English–Tigrinya" / "de l'anglais vers le tigrigna"
+    for a, b in zip(mentions, mentions[1:]):
+        if a.id in ("fr", "en") and b.id not in ("fr", "en") and PAIR_SEP.match(folded[a.end:b.start]):
+            source = source or a.id
+    others = [m for m in mentions if m.id not in ("fr", "en")]
+    ids = {m.id for m in others}
+    if len(ids) == 1:
+        target = others[0].id
+    elif len(ids) > 1:
+        # "interprète en arabe … (le dialecte syrien)" — keep the one named with an interpreter cue
+        cued = {m.id for m in others if LANG_CUE_BEFORE.search(folded[max(0, m.start - 20):m.start])
+                or LANG_CUE_AFTER.match(folded[m.end:m.end + 15])}
+        target = next(iter(cued)) if len(cued) == 1 else None
+    return source, target, mentions
+
+
+def _f(s: str) -> str:
+    from .text import fold
+    return fold(s)
+
+
+# ---- installations --------------------------------------------------------------------------------
+
+def installation_mentions(d: Directory, original: str, folded: str) -> list[Match]:
+    out = []
+    for m in d.installation_index.find(original):
+        before = folded[max(0, m.start - 20):m.start]
+        if STREET_WORDS.search(before):
+            continue
+        out.append(m)
+    return out
+
+
+def location(d: Directory, original: str, folded: str, form: dict) -> tuple[str | None, list[Match]]:
+    if "location" in form and form["location"][0]:
+        v = form["location"][0]
+        found = installation_mentions(d, v, _f(v)) or _fuzzy_installation(d, v)
+        ids = {m.id for m in found}
+        if len(ids) == 1:
+            return next(iter(ids)), found
+    mentions = installation_mentions(d, original, folded)
+    kept = [m for m in mentions if not _negated(folded, m.start)
+            and not PLACE_DISTRACTORS.search(folded[max(0, m.start - 30):m.start])]
+    ids = {m.id for m in kept}
+    if len(ids) == 1:
+        return next(iter(ids)), mentions
+    return None, mentions
+
+
+def _fuzzy_installation(d: Directory, value: str) -> list[Match]:
+    names = {}
+    for inst in d.installations.values():
+        for v in (inst.name, *inst.aliases):
+            names[" ".join(key(v))] = inst.id
+    best = process.extractOne(" ".join(key(value)), list(names), scorer=fuzz.token_sort_ratio, score_cutoff=85)
+    return [Match(0, len(value), names[best[0]], best[0])] if best else []
+
+
+# ---- interpreters ---------------------------------------------------------------------------------
+
+TITLES = r"(?:m\.|mr\.?|mme|mrs\.?|ms\.?|mlle|madame|monsieur|miss)"
+PREFER_CUE = re.compile(
+    r"(?:aimerai(?:t|ent|s)? avoir|aimerions avoir|aimerions|souhaiterai(?:t|ent|s)?(?: avoir)?|prioriser|"
+    r"prefere(?:rait|rions)?|would (?:like|prefer)|prefers?|if possible,?|si possible,?|request(?:ing)?|"
+    r"demander?|avoir)\s+(?:" + TITLES + r"\s+)?$")
+NAME_AFTER_CUE = re.compile(r"^\s*((?:[A-ZÀ-ÖØ-Þ][\w'’\-]+)(?:\s+[A-ZÀ-ÖØ-Þ][\w'’\-]+){1,2})")
+
+
+def preferred_interpreter(d: Directory, original: str, folded: str, form: dict, sender_name: str) -> str | None:
+    if "preferred_interpreter" in form:
+        v = form["preferred_interpreter"][0]
+        if not v:
+            return None
+        return _roster_id(d, v) or v
+    sender = set(key(sender_name))
+    for m in d.interpreter_index.find(original):
+        if set(d.interpreter_names[m.id].split()) <= sender:
+            continue
+        return m.id
+    # "Mme Nowak", "M. Pierre": a title and a unique surname
+    for m in re.finditer(TITLES + r"\s+([a-z][\w'\-]+)", folded):
+        surname = key(original[m.start(1):m.end(1)])
+        if surname and surname[0] in d.interpreter_surnames:
+            return d.interpreter_surnames[surname[0]]
+    # typos in a full name right after a preference cue; otherwise the name as written
+    for m in re.finditer(r"\b(?:avoir|prioriser|aimerait avoir|prefer|if)\s+", folded):
+        if not PREFER_CUE.search(folded[max(0, m.start() - 30):m.end()]) and not folded[m.start():].startswith("if "):
+            continue
+        nm = NAME_AFTER_CUE.match(original[m.end():])
+        if not nm:
+            continue
+        name = nm.group(1)
+        rid = _roster_id(d, name)
+        if rid:
+            return rid
+        if folded[m.start():].startswith("if "):
+            continue
+        if not set(key(name)) & sender and _looks_like_person(name):
+            return name
+    return None
+
+
+def _looks_like_person(name: str) -> bool:
+    words = name.split()
+    return 2 <= len(words) <= 3 and not any(w.lower() in ("clsc", "hopital", "hôpital", "centre", "clinique",
+                                                          "dr", "dre", "docteur") for w in words)
+
+
+def _roster_id(d: Directory, name: str) -> str | None:
+    k = " ".join(key(name))
+    if not k:
+        return None
+    for m in d.interpreter_index.find(name):
+        return m.id
+    best = process.extractOne(k, d.interpreter_names, scorer=fuzz.token_sort_ratio, score_cutoff=85)
+    if best:
+        return best[2]
+    parts = k.split()
+    if len(parts) == 1 and parts[0] in d.interpreter_surnames:
+        return d.interpreter_surnames[parts[0]]
+    return None
+
+
+# ---- mode, type, notify, phone ----------------------------------------------------------------------
+
+MODE_PATTERNS = {
+    "in_person": re.compile(r"\b(?:en presentiel|presentiel|presentielle|en personne|in person|in-person|"
+                            r"sur place|on site|on-site|face to face|en face a face|se rendre sur place|"
+                            r"a domicile|home visit)\b"),
+    "phone": re.compile(r"\b(?:telephonique|par telephone|au telephone|by phone|over the phone|by telephone|"
+                        r"phone call|phone interpretation|telephone interpretation|appel telephonique|"
+                        r"conference call|par tel)\b"),
+    "video": re.compile(r"\b(?:visio|visioconference|videoconference|video|par video|en video|teams|zoom|"
+                        r"webex|virtual|virtuel|virtuelle|en ligne|online|telesante|teleconsultation|"
+                        r"video call)\b"),
+}
+IMPLIED_IN_PERSON = re.compile(r"\b(?:au|a l'|a la|at the|at our|a notre|dans nos|in our|to our)\s*"
+                               r"(?:clsc|hopital|clinique|clinic|hospital|locaux|bureau|office)\b")
+
+
+def mode(folded: str, form: dict, location_spans: list[Match]) -> str | None:
+    if "mode" in form and form["mode"][0]:
+        v = _f(form["mode"][0])
+        hits = {name for name, rx in MODE_PATTERNS.items() if rx.search(v)}
+        if len(hits) == 1:
+            return hits.pop()
+    hits: dict[str, int] = {}
+    for name, rx in MODE_PATTERNS.items():
+        for m in rx.finditer(folded):
+            if _negated(folded, m.start()):
+                continue
+            if name == "video" and re.match(r"teams|zoom", m.group()) and \
+                    re.search(r"\blien|\blink|\binvitation", folded[max(0, m.start() - 25):m.end() + 25]) and \
+                    not re.search(r"\b(?:par|via|sur|over|on|by|en)\s+$", folded[max(0, m.start() - 8):m.start()]):
+                continue  # "le lien Teams sera envoyé" alone does not say the session is by video
+            hits.setdefault(name, m.start())
+    if len(hits) == 1:
+        return next(iter(hits))
+    if len(hits) > 1:
+        return None
+    for m in IMPLIED_IN_PERSON.finditer(folded):
+        if not _negated(folded, m.start()) and not PLACE_DISTRACTORS.search(folded[max(0, m.start() - 30):m.start()]):
+            return "in_person"
+    return None
+
+
+def interpreter_type(form: dict, folded: str) -> str | None:
+    v = _f(form["interpreter_type"][0]) if "interpreter_type" in form else ""
+    if not v:
+        m = re.search(r"type d'interprete\s*:?\s*([^\n]*)", folded)
+        v = m.group(1) if m else ""
+    if re.search(r"\bbi du rsss\b|\bbanque\b|\bbi\b|\brsss\b|bank", v):
+        return "bi_rsss"
+    if re.search(r"fournisseur|externe|external|agence|agency|provider", v):
+        return "external"
+    return None
+
+
+YES = re.compile(r"^\s*(?:oui|yes|o|y|vrai|true)\b")
+NO = re.compile(r"^\s*(?:non|no|n|faux|false|pas necessaire|not needed)\b")
+NOTIFY_NO = re.compile(r"\b(?:pas besoin d'(?:aviser|appeler|rappeler|prevenir|contacter)|"
+                       r"(?:ne pas|n'est pas necessaire d')\s*(?:aviser|appeler|rappeler|prevenir|contacter)|"
+                       r"no need to (?:call|notify|remind|contact)|do not (?:call|notify|contact)|"
+                       r"don't (?:call|notify|contact))")
+NOTIFY_YES = re.compile(r"\b(?:aviser|avisez|rappeler|rappelle|rappelez|prevenir|previenne|"
+                        r"remind|notify|confirmer le rendez-vous|confirm the appointment|"
+                        r"lui rappeler|rappel)\b")
+USER_WORDS = re.compile(r"\b(?:usager|usagere|patient|patiente|maman|mere|pere|papa|parent|parents|famille|"
+                        r"family|mother|father|mom|dad|user|client|cliente|beneficiaire|monsieur|madame|"
+                        r"son numero|her number|his number|their number|la dame|le monsieur|l'enfant|"
+                        r"joindre|joint|reached|reach (?:her|him|them)|call (?:her|him|them))\b")
+SELF_PHONE = re.compile(r"(?:me joindre|me rejoindre|m'appeler|me contacter|reach me|call me|contact me|"
+                        r"my number|mon numero|my phone|ma ligne|questions)")
+PHONE = re.compile(r"(?<![\d-])(?:\+?1[\s.-]?)?\(?([2-9]\d{2})\)?[\s.-]?(\d{3})[\s.-]?(\d{4})(?![\d-])")
+
+
+def notify_user(form: dict, folded: str) -> bool | None:
+    if "notify_user" in form:
+        v = _f(form["notify_user"][0])
+        if YES.match(v):
+            return True
+        if NO.match(v):
+            return False
+    if NOTIFY_NO.search(folded):
+        return False
+    for m in NOTIFY_YES.finditer(folded):
+        if _negated(folded, m.start()):
+            continue
+        sent = folded[max(0, m.start() - 80):m.end() + 80]
+        if USER_WORDS.search(sent) or PHONE.search(sent):
+            return True
+    return None
+
+
+def user_phone(form: dict, original: str, folded: str) -> str | None:
+    if "user_phone" in form:
+        m = PHONE.search(form["user_phone"][0])
+        if m:
+            return f"{m.group(1)}-{m.group(2)}-{m.group(3)}"
+    found = []
+    for m in PHONE.finditer(folded):
+        before = folded[max(0, m.start() - 120):m.start()]
+        sentence = re.split(r"[.!?\n](?=\s|$)", before)[-1]
+        after = folded[m.end():m.end() + 20]
+        if re.match(r"^\s*[,;]?\s*(?:poste|ext|x\b|#)", after) or SELF_PHONE.search(sentence):
+            continue
+        if USER_WORDS.search(sentence) or NOTIFY_YES.search(sentence):
+            found.append(f"{m.group(1)}-{m.group(2)}-{m.group(3)}")
+    return found[0] if len(set(found)) == 1 else None
+
+
+# ---- reason and free-text fields ------------------------------------------------------------------
+
+APPOINTMENT_NOUNS = re.compile(
+    r"\b(?:consultation|rencontre|rencontres|suivi|evaluation|rdv|rendez-vous|seance|seances|session|"
+    r"sessions|follow-up|followup|assessment|appointment|meeting|visit|visite|atelier|workshop|appel|"
+    r"examen|exam|check-up|checkup|physio|therapie|therapy|chimiotherapie|chemotherapy|vaccination|"
+    r"vaccin|teleconsultation|annonce|entrevue|interview|groupe|group|clinic|clinique|chirurgie|"
+    r"surgery|accouchement|echographie|ultrasound|test|bilan|intervention|traitement|treatment|"
+    r"orientation|accueil|signalement|conference|reunion|audience|hearing|[a-z]+logie|[a-z]+logy|"
+    r"[a-z]+therapie|[a-z]+therapy|pre-op|preop|post-op|pre-operatoire|preoperatoire|[a-z]*natal|"
+    r"post-partum|postpartum|starting|debut|cours|class)\b")
+REASON_CUE = re.compile(
+    r"(?:\bc'est pour|\bc'est|\bil s'agit d'|\bit's|\bit is|\bthis is for|\bthis is|\bpour|\bfor|"
+    r"\bdans le cadre d'|\bconcernant|\bregarding|\bau sujet d'|\boffrons|\borganisons|\btenons|\boffer|"
+    r"\bhold|\bhost)\s*(?:(?:un|une|la|le|les|l'|a|an|the|his|her|their|des|d'un|d'une|two|deux|trois|three|"
+    r"our|nos|notre)\b\s*)?(?:\w+'s\s+)?")
+NOT_REASON_START = re.compile(
+    r"^(?:usager|usagere|patient|patiente|patients|client|one of|l'un|un de|une de|him|her|them|"
+    r"mme|m\.|mr|mrs|ms|monsieur|madame|enfant|child|elderly|eux|lui|elle|"
+    r"la meme|le meme|the same|environ|about|[0-9]|interprete|interpreter|interpretation|\w+ interpreter)")
+REASON_STOP = re.compile(r"[.;!?\n]|,\s|\s-\s|\s\(|\s(?:avec l'|le \d|on (?:mon|tue|wed|thu|fri|sat|sun)|prevue? le)")
+TRAILING = re.compile(r"(?:\s+(?:au|aux|a|à|at|in|de|du|des|the|en|on|le|la|les|l'|for|pour|with|avec|et|and|"
+                      r"par|by|qui|who|dans|chez|d'|un|une|a))+\s*$", re.I)
+LEADING_PATIENT = re.compile(r"^(?:(?:a )?patient who is |(?:un |une )?patiente? qui |the patient is )", re.I)
+
+
+def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]]) -> str | None:
+    if "reason" in form:
+        return form["reason"][0] or None
+    m = re.search(r"\b(?:raison|reason|motif)\s*:\s*([^\n]+?)(?:\.\s|\.$|\n|$)", folded)
+    if m:
+        return original[m.start(1):m.end(1)].strip() or None
+    best = None
+    for cue in REASON_CUE.finditer(folded):
+        start = cue.end()
+        if NOT_REASON_START.match(folded[start:]):
+            # "for a patient who is starting chemotherapy": skip the patient, keep what follows
+            pm = re.match(r"(?:a |an |un |une )?(?:patient|patiente|usager|usagere)\s+(?:who is|qui (?:est|va|doit))\s+", folded[start:])
+            if not pm:
+                continue
+            start += pm.end()
+        end = _phrase_end(folded, start, claimed)
+        phrase = original[start:end]
+        phrase = TRAILING.sub("", phrase).strip(" ,:-")
+        if len(phrase) < 3 or not APPOINTMENT_NOUNS.search(_f(phrase)):
+            continue
+        if len(phrase.split()) > 12:
+            continue
+        best = phrase
+        break
+    if best:
+        return best
+    # a short standalone noun phrase: "Consultation en orthopédie." / "Physio sessions."
+    for sm in re.finditer(r"(?:^|(?<=[.!?]\s)|(?<=\n))([^.!?\n]{4,80})(?=[.!?]|\n|$)", original):
+        s = sm.group(1).strip()
+        f = _f(s)
+        if re.match(r"^(?:consultation|rencontre|suivi|evaluation|rdv|seances?|sessions?|follow-up|physio|"
+                    r"assessment|appointment|meeting|visite|atelier|examen|therapie|therapy|vaccination)\b", f) \
+                or re.match(r"^\w+ (?:follow-up|sessions?|assessment|appointment|consultation)\b", f):
+            s2 = s[:_phrase_end(_f(s), 0, [(a - sm.start(1), b - sm.start(1)) for a, b in claimed], commas=False)]
+            return TRAILING.sub("", s2).strip(" ,:-") or None
+    return None
+
+
+def _phrase_end(folded: str, start: int, claimed: list[tuple[int, int]], commas: bool = True) -> int:
+    m = REASON_STOP.search(folded, start)
+    end = m.start() if m else len(folded)
+    if not commas and m and m.group().startswith(","):
+        m2 = re.compile(r"[.;!?\n]").search(folded, start)
+        end = m2.start() if m2 else len(folded)
+    for a, _b in claimed:
+        if start < a < end:
+            end = a
+    return end
+
+
+FREE_MESSAGE = re.compile(r"\b(?:message (?:a|pour) l'interprete|message (?:for|to) the interpreter|"
+                          r"note (?:for|to) the interpreter|note (?:a|pour) l'interprete)\s*:\s*([^\n]+)")
+FREE_NOTES = re.compile(r"\b(?:notes? (?:au|pour le) coordo?n?nateur|message a la banque(?: d'interpretes)?|"
+                        r"notes? (?:to|for) the (?:coordinator|bank))\s*:\s*([^\n]+)")
+
+
+def free_field(original: str, folded: str, form: dict, field: str) -> str | None:
+    if field in form:
+        return form[field][0] or None
+    rx = FREE_MESSAGE if field == "message_to_interpreter" else FREE_NOTES
+    m = rx.search(folded)
+    if m:
+        return original[m.start(1):m.end(1)].strip() or None
+    return None

@@ -1,0 +1,93 @@
+"""What the sender wants (new request, cancel, modify, status, other), the reference they cite,
+and the language they write in (French unless the text reads as English)."""
+
+from __future__ import annotations
+
+import re
+
+REF_TAG = re.compile(r"\[\s*biq[\s\-#:]*0*(\d{1,9})\s*\]")
+REF_TEXT = re.compile(
+    r"(?:\bbiq[\s\-#:]*0*(\d{1,9})\b|"
+    r"\b(?:demande|request|requete|req|reservation|booking|ref|reference)\s*(?:no\.?|n°|nº|no|numero|number|num|#)\s*0*(\d{3,9})\b|"
+    r"\b(?:demande|request|requete|reservation|booking)\s+#?0*(\d{4,9})\b|"
+    r"(?<![\w#])#\s?0*(\d{3,9})\b)")
+
+
+def normalize_ref(number: str | int) -> str:
+    return f"BIQ-{int(number):06d}"
+
+
+def find_ref(subject_folded: str, body_folded: str) -> str | None:
+    m = REF_TAG.search(subject_folded)
+    if m:
+        return normalize_ref(m.group(1))
+    for text in (body_folded, subject_folded):
+        for m in REF_TEXT.finditer(text):
+            num = next(g for g in m.groups() if g)
+            before = text[max(0, m.start() - 20):m.start()]
+            if re.search(r"(?:dossier|chart|file|mrn|ramq|local|bureau|room|poste|ext)\W*$", before):
+                continue
+            return normalize_ref(num)
+    return None
+
+
+CANCEL = re.compile(r"\b(?:annuler|annulez|annule|annulation|annulee|cancel|cancelled|canceled|cancellation|"
+                    r"n'aurons plus besoin|n'avons plus besoin|no longer need|don't need .{0,20}anymore)\b")
+STATUS = re.compile(
+    r"\b(?:mes demandes|my requests|liste de mes|list of my|where (?:is|are) (?:it|my|we)|ou (?:elle|il) en est|"
+    r"ou en est|any update|an update|des nouvelles|suivi de (?:la|ma|mes) demande|status|statut|"
+    r"toujours pas recu|still waiting|pas encore (?:recu|eu) de confirmation|est-ce confirme|is it confirmed|"
+    r"been assigned|been confirmed|avez-vous trouve|avez trouve|vous avez trouve|a-t-on trouve|"
+    r"trouve quelqu'un|found someone|found an interpreter|mes reservations|my bookings|upcoming requests|"
+    r"demandes en cours|demandes a venir)")
+MODIFY = re.compile(
+    r"\b(?:modifier|modification|modif|changement|changer|change|changed|deplace|deplacer|deplacee|reporter|"
+    r"reporte|reschedule|rescheduled|move|moved|au lieu de|instead of|plutot|correction|finalement|"
+    r"now be|will now|sera finalement|desormais|nouvelle heure|nouvelle date|new time|new date|"
+    r"et non|rather than|prioriser|ajouter|add)\b")
+NEW = re.compile(
+    r"\b(?:besoin d'un|besoin d'une|besoin|reserver|reservation|demande d'interprete|aurais besoin|aurions besoin|"
+    r"il me faudrait|pourrais avoir|pourrait avoir|possible d'avoir|need|needed|book|request an?|requesting|"
+    r"would like|could (?:we|i|you)|nouveau rendez-vous|nouvelle demande|autre rendez-vous|another appointment|"
+    r"new appointment|sollicite|interprete|interpreter|formulaire)\b")
+OTHER_ONLY = re.compile(
+    r"^\W*(?:(?:bonjour|allo|hi|hello)\W+)?(?:merci|thanks|thank you|thx|parfait|super|ok|d'accord|genial|"
+    r"great|perfect)\b[^?]{0,80}$")
+NOTIFICATIONS = re.compile(r"\b(?:desactiver|activer|reactiver|turn (?:off|on)|disable|enable|stop|arreter)\s+"
+                           r"(?:les |the |my |mes )?(?:notifications|courriels|emails|avis)")
+
+FR_WORDS = set("le la les de des du un une pour je j nous vous est et au aux avec merci bonjour besoin "
+               "interprete demande rendez vous sur dans qui que ce sera svp cette mon ma mes".split())
+EN_WORDS = set("the a an for to of is i we you and at with thanks thank hi hello need please "
+               "interpreter request appointment on in this be will my our could would".split())
+
+
+def writing_language(folded: str) -> str:
+    words = re.findall(r"[a-z]+", folded)
+    fr = sum(w in FR_WORDS for w in words)
+    en = sum(w in EN_WORDS for w in words)
+    return "en" if en > fr else "fr"
+
+
+def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_details: bool) -> str:
+    """Classify the current text. Automatic messages are always 'other' (never answered)."""
+    if automatic:
+        return "other"
+    if NOTIFICATIONS.search(folded):
+        return "other"
+    if CANCEL.search(folded):
+        return "cancel"
+    if STATUS.search(folded) and not (has_details and NEW.search(folded) and not has_ref):
+        return "status"
+    if re.search(r"\b(?:nouveau rendez-vous|autre rendez-vous|another appointment|nouvelle demande|new request|"
+                 r"un autre|une autre)\b", folded) and has_details:
+        return "new_request"
+    if (has_ref or is_reply) and (MODIFY.search(folded) or has_details):
+        return "modify"
+    if has_details and NEW.search(folded):
+        return "new_request"
+    if OTHER_ONLY.match(folded.strip()):
+        return "other"
+    if has_details:
+        return "new_request"
+    return "other"

@@ -1,0 +1,261 @@
+"""Raw email bytes → the few things biq-bot needs, without ever raising.
+
+Real mail is broken in every possible way (unknown charsets, missing boundaries, headers that
+the stdlib's strict policy refuses). Every step here falls back to something readable, and
+records what it could not do in `defects` so that the pipeline can log a clear reason.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.message import Message
+
+from bs4 import BeautifulSoup
+
+MAX_TEXT = 200_000  # characters of body text kept for parsing; more is never a request
+
+
+@dataclass
+class MailMessage:
+    """What the parser and the pipeline read from one email."""
+
+    from_addr: str = ""
+    from_name: str = ""
+    to: list[str] = field(default_factory=list)
+    subject: str = ""
+    date: datetime | None = None
+    message_id: str = ""
+    in_reply_to: str = ""
+    references: list[str] = field(default_factory=list)
+    return_path: str | None = None
+    auto_submitted: str = ""
+    precedence: str = ""
+    list_id: str = ""
+    content_language: str = ""
+    text: str = ""
+    html_only: bool = False
+    attachments: list[str] = field(default_factory=list)
+    is_report: bool = False
+    defects: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_automatic(self) -> bool:
+        """True for messages that must never be answered (RFC 3834, bounces, lists)."""
+        return bool(self.automatic_reason)
+
+    @property
+    def automatic_reason(self) -> str:
+        if self.auto_submitted and self.auto_submitted.lower() != "no":
+            return f"Auto-Submitted: {self.auto_submitted}"
+        if self.precedence.lower() in ("bulk", "junk", "list", "auto_reply"):
+            return f"Precedence: {self.precedence}"
+        if self.list_id:
+            return "List-Id"
+        if self.return_path is not None and self.return_path.strip() in ("", "<>"):
+            return "null return path"
+        local = self.from_addr.split("@")[0].lower()
+        if not self.from_addr or local in ("mailer-daemon", "postmaster", "noreply", "no-reply",
+                                           "donotreply", "do-not-reply", "bounce", "bounces"):
+            return f"automatic sender {self.from_addr or '(none)'}"
+        if self.is_report:
+            return "delivery or feedback report"
+        for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"):
+            v = self.headers.get(h.lower(), "")
+            if h == "X-Auto-Response-Suppress":
+                continue
+            if v:
+                return h
+        return ""
+
+
+def header_text(raw: object) -> str:
+    """Decode an RFC 2047 header to text, whatever the charset; strip CR/LF and NULs."""
+    if raw is None:
+        return ""
+    s = str(raw)
+    try:
+        if "=?" in s:
+            s = str(make_header(decode_header(s)))
+    except Exception:  # noqa: BLE001 - unknown charset or broken encoded-word: keep it raw
+        pass
+    return " ".join(s.replace("\x00", "").split())
+
+
+def _safe_header(msg: Message, name: str) -> str:
+    try:
+        value = msg.get(name)
+    except Exception:  # noqa: BLE001 - the default policy can raise while parsing addresses
+        value = None
+        for k, v in msg.raw_items() if hasattr(msg, "raw_items") else msg.items():
+            if k.lower() == name.lower():
+                value = v
+                break
+    return header_text(value)
+
+
+def decode_part(part: Message) -> str:
+    """Text of a MIME part; unknown charsets fall back to UTF-8, then Latin-1."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        return raw if isinstance(raw, str) else ""
+    charset = (part.get_content_charset() or "utf-8").lower().strip('"')
+    aliases = {"x-unknown": "utf-8", "unknown-8bit": "utf-8", "x-gbk": "gbk",
+               "ks_c_5601-1987": "cp949", "windows-874": "cp874", "x-mac-cyrillic": "mac_cyrillic"}
+    charset = aliases.get(charset, charset)
+    for enc in (charset, "utf-8"):
+        try:
+            return payload.decode(enc)
+        except (LookupError, UnicodeDecodeError, ValueError):
+            continue
+    return payload.decode("latin-1")
+
+
+def unflow(text: str, delsp: bool = False) -> str:
+    """Join the soft line breaks of format=flowed text (RFC 3676)."""
+    out: list[str] = []
+    buf = ""
+    for line in text.split("\n"):
+        if line == "-- ":
+            if buf:
+                out.append(buf)
+                buf = ""
+            out.append(line)
+            continue
+        if line.startswith(" "):
+            line = line[1:]  # space-stuffing
+        if line.endswith(" ") and not line.startswith(">"):
+            buf += line[:-1] if delsp else line
+        else:
+            out.append(buf + line)
+            buf = ""
+    if buf:
+        out.append(buf)
+    return "\n".join(out)
+
+
+BLOCK_TAGS = {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol",
+              "blockquote", "hr", "pre", "section", "article", "header", "footer"}
+
+
+def html_to_text(html: str) -> str:
+    """Readable text of an HTML body: one line per block, table cells separated by ' : '."""
+    if len(html) > 2_000_000:
+        html = html[:2_000_000]
+    try:
+        soup = BeautifulSoup(html, "html.parser")
+    except Exception:  # noqa: BLE001 - pathological markup: fall back to stripping tags
+        return re.sub(r"<[^>]*>", " ", html)
+    for tag in soup(["style", "script", "head", "title", "meta"]):
+        tag.decompose()
+    for tag in soup.find_all("blockquote"):
+        # quoted previous messages in HTML replies: mark them like plain-text quoting
+        quoted = tag.get_text("\n")
+        tag.replace_with("\n" + "\n".join("> " + ln for ln in quoted.splitlines()) + "\n")
+    for tag in soup.find_all("hr"):
+        tag.replace_with("\n________________________________\n")
+    for tr in soup.find_all("tr"):
+        cells = [c.get_text(" ", strip=True) for c in tr.find_all(["td", "th"])]
+        tr.replace_with("\n" + " : ".join(c.rstrip(" :") for c in cells if c) + "\n")
+    for tag in soup.find_all(BLOCK_TAGS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    text = soup.get_text()
+    text = text.replace("\u00a0", " ")
+    lines = [" ".join(ln.split()) for ln in text.splitlines()]
+    out: list[str] = []
+    for ln in lines:
+        if ln or (out and out[-1]):
+            out.append(ln)
+    return "\n".join(out).strip()
+
+
+def read_email(raw: bytes) -> MailMessage:
+    """Parse raw bytes into a `MailMessage`. Never raises."""
+    m = MailMessage()
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    except Exception as exc:  # noqa: BLE001
+        m.defects.append(f"unparseable message: {type(exc).__name__}")
+        return m
+    for k, v in msg.items():
+        m.headers.setdefault(k.lower(), header_text(v)[:2000])
+    name, addr = email.utils.parseaddr(_safe_header(msg, "From"))
+    m.from_name, m.from_addr = name.strip(), addr.strip().lower()
+    m.to = [a.lower() for _, a in email.utils.getaddresses([_safe_header(msg, "To"), _safe_header(msg, "Cc")]) if a]
+    m.subject = _safe_header(msg, "Subject")[:998]
+    try:
+        d = email.utils.parsedate_to_datetime(_safe_header(msg, "Date"))
+        m.date = d if d.tzinfo else None
+    except Exception:  # noqa: BLE001
+        m.date = None
+    m.message_id = _safe_header(msg, "Message-ID")[:500]
+    m.in_reply_to = _safe_header(msg, "In-Reply-To")[:500]
+    m.references = _safe_header(msg, "References").split()[:50]
+    rp = msg.get("Return-Path")
+    m.return_path = header_text(rp) if rp is not None else None
+    m.auto_submitted = _safe_header(msg, "Auto-Submitted")
+    m.precedence = _safe_header(msg, "Precedence")
+    m.list_id = _safe_header(msg, "List-Id")
+    m.content_language = _safe_header(msg, "Content-Language")
+    ctype = msg.get_content_type()
+    m.is_report = ctype in ("multipart/report", "message/delivery-status", "message/feedback-report")
+
+    plain_parts: list[str] = []
+    html_parts: list[str] = []
+    for count, (part, attached) in enumerate(_walk(msg)):
+        if count > 500:
+            m.defects.append("too many MIME parts; the rest was ignored")
+            break
+        ct = part.get_content_type()
+        if ct in ("multipart/report", "message/delivery-status", "message/feedback-report"):
+            m.is_report = m.is_report or not attached
+            continue
+        if part.is_multipart() or attached:
+            continue
+        disposition = str(part.get("Content-Disposition") or "").lower()
+        if disposition.startswith("attachment") or ct not in ("text/plain", "text/html"):
+            m.attachments.append(header_text(part.get_filename()) or ct)
+            continue
+        text = decode_part(part)
+        if ct == "text/html":
+            html_parts.append(text)
+        else:
+            params = {str(k).lower(): str(v or "").lower() for k, v in part.get_params() or []}
+            if params.get("format") == "flowed":
+                text = unflow(text.replace("\r\n", "\n"), params.get("delsp") == "yes")
+            plain_parts.append(text)
+    if plain_parts:
+        m.text = "\n\n".join(plain_parts)
+    elif html_parts:
+        m.html_only = True
+        m.text = "\n\n".join(html_to_text(h) for h in html_parts)
+    m.text = m.text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")[:MAX_TEXT]
+    return m
+
+
+def _walk(node: Message, attached: bool = False, depth: int = 0):
+    """Every part with a flag telling whether it lies inside an attached message/rfc822."""
+    yield node, attached
+    if depth > 50:
+        return
+    try:
+        payload = node.get_payload()
+    except Exception:  # noqa: BLE001
+        return
+    if not isinstance(payload, list):
+        return
+    inner = attached or node.get_content_type() == "message/rfc822"
+    for child in payload:
+        if isinstance(child, Message):
+            yield from _walk(child, inner, depth + 1)

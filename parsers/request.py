@@ -1,0 +1,172 @@
+"""Message → the structured request of SPEC.md §6 (the `biq-bot parse` contract).
+
+One entry point per channel (`parse_email`, `parse_update`), both ending in `parse_text`, so that
+email and chat go through exactly the same extractors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from . import entities, when
+from .directory import Directory
+from .form import form_fields
+from .intent import find_ref, intent, writing_language
+from .mime import MailMessage, read_email
+from .quotes import current_text, is_forward, is_reply
+from .text import clean_typography, fold
+
+MONTREAL = ZoneInfo("America/Montreal")
+SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|tr|fwd?|fw|aw|r|rep|réf|ref)\s*:\s*)+", re.I)
+
+
+@dataclass
+class ParsedRequest:
+    """The parse contract, plus what the bot needs to explain itself (`problems`)."""
+
+    intent: str = "other"
+    ref: str | None = None
+    language: str = "fr"
+    appointments: list[when.Appointment] = field(default_factory=list)
+    mode: str | None = None
+    location: str | None = None
+    source_language: str | None = None
+    target_language: str | None = None
+    interpreter_type: str | None = None
+    preferred_interpreter: str | None = None
+    notify_user: bool | None = None
+    user_phone: str | None = None
+    reason: str | None = None
+    message_to_interpreter: str | None = None
+    notes_to_coordinator: str | None = None
+    address: str | None = None
+    uncertain: list[str] = field(default_factory=list)
+
+    def as_contract(self) -> dict:
+        return {
+            "intent": self.intent,
+            "ref": self.ref,
+            "language": self.language,
+            "appointments": [a.as_contract() for a in self.appointments],
+            "mode": self.mode,
+            "location": self.location,
+            "source_language": self.source_language,
+            "target_language": self.target_language,
+            "interpreter_type": self.interpreter_type,
+            "preferred_interpreter": self.preferred_interpreter,
+            "notify_user": self.notify_user,
+            "user_phone": self.user_phone,
+            "reason": self.reason,
+            "message_to_interpreter": self.message_to_interpreter,
+            "notes_to_coordinator": self.notes_to_coordinator,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_contract(), ensure_ascii=False)
+
+
+def local_date(moment: datetime | None) -> date:
+    if moment is None:
+        return datetime.now(MONTREAL).date()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=MONTREAL)
+    return moment.astimezone(MONTREAL).date()
+
+
+def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sender_name: str = "",
+               automatic: bool = False, reply: bool = False) -> ParsedRequest:
+    """Extract every field from the current text (quotes already removed)."""
+    d.build()
+    text = clean_typography(text)
+    folded = fold(text)
+    subject_clean = SUBJECT_PREFIX.sub("", subject or "")
+    subject_folded = fold(subject_clean)
+    form = form_fields(text)
+    out = ParsedRequest()
+    out.language = writing_language(folded if folded.strip() else subject_folded)
+    out.ref = find_ref(fold(subject or ""), folded)
+
+    appts, time_spans = when.appointments(folded, today)
+    if not appts and not reply and subject_clean:
+        appts, _ = when.appointments(subject_folded, today)
+    source, target, lang_mentions = entities.languages(d, text, folded, form)
+    if not target and not reply and subject_clean:
+        _, target, _ = entities.languages(d, subject_clean, subject_folded, {})
+    loc, loc_mentions = entities.location(d, text, folded, form)
+    claimed = time_spans + [(m.start, m.end) for m in lang_mentions] + [(m.start, m.end) for m in loc_mentions]
+
+    out.appointments = appts
+    out.source_language, out.target_language = source, target
+    out.location = loc
+    out.mode = entities.mode(folded, form, loc_mentions)
+    out.interpreter_type = entities.interpreter_type(form, folded)
+    out.preferred_interpreter = entities.preferred_interpreter(d, text, folded, form, sender_name)
+    out.notify_user = entities.notify_user(form, folded)
+    out.user_phone = entities.user_phone(form, text, folded)
+    out.reason = entities.reason(text, folded, form, claimed)
+    out.message_to_interpreter = entities.free_field(text, folded, form, "message_to_interpreter")
+    out.notes_to_coordinator = entities.free_field(text, folded, form, "notes_to_coordinator")
+    if "address" in form and form["address"][0]:
+        out.address = form["address"][0]
+    for a in appts:
+        out.uncertain.extend(a.uncertain)
+
+    has_details = bool(appts or target or loc)
+    out.intent = intent(folded, automatic=automatic, has_ref=out.ref is not None, is_reply=reply,
+                        has_details=has_details)
+    if out.intent in ("other", "status"):
+        keep_ref, keep_lang, keep_intent = out.ref, out.language, out.intent
+        out = ParsedRequest(intent=keep_intent, ref=keep_ref, language=keep_lang)
+    return out
+
+
+def parse_email(d: Directory, raw: bytes) -> tuple[ParsedRequest, MailMessage]:
+    """Parse raw email bytes. Never raises: unreadable mail gives intent 'other'."""
+    mail = read_email(raw)
+    forward = is_forward(mail.subject, mail.text)
+    reply = not forward and (is_reply(mail.subject) or bool(mail.in_reply_to))
+    text = current_text(mail.text, mail.subject, mail.from_name)
+    parsed = parse_text(d, text, today=local_date(mail.date), subject=mail.subject,
+                        sender_name=mail.from_name, automatic=mail.is_automatic, reply=reply)
+    return parsed, mail
+
+
+@dataclass
+class ChatMessage:
+    """The part of a Telegram Update the bot reads."""
+
+    update_id: int | None
+    chat_id: int | None
+    user_id: int | None
+    username: str
+    name: str
+    text: str
+    date: datetime | None
+    language_code: str
+
+
+def read_update(data: dict) -> ChatMessage:
+    msg = data.get("message") or data.get("edited_message") or {}
+    frm = msg.get("from") or {}
+    ts = msg.get("date")
+    moment = datetime.fromtimestamp(ts, MONTREAL) if isinstance(ts, (int, float)) else None
+    return ChatMessage(
+        update_id=data.get("update_id"),
+        chat_id=(msg.get("chat") or {}).get("id"),
+        user_id=frm.get("id"),
+        username=frm.get("username") or "",
+        name=" ".join(p for p in (frm.get("first_name"), frm.get("last_name")) if p),
+        text=str(msg.get("text") or msg.get("caption") or "")[:20000],
+        date=moment,
+        language_code=frm.get("language_code") or "",
+    )
+
+
+def parse_update(d: Directory, data: dict) -> tuple[ParsedRequest, ChatMessage]:
+    chat = read_update(data)
+    parsed = parse_text(d, chat.text, today=local_date(chat.date), sender_name=chat.name)
+    return parsed, chat

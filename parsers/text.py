@@ -1,0 +1,75 @@
+"""Text normalisation shared by every extractor.
+
+Matching is done on a *folded* copy of the text (lower case, no accents, typographic quotes and
+dashes made plain) that keeps the same length as the original, so that a span found in the folded
+text points at the same characters in the original.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+_SAME_LENGTH = str.maketrans({
+    "\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'",
+    "\u201c": '"', "\u201d": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2013": "-", "\u2014": "-", "\u2012": "-", "\u2212": "-", "\u2011": "-", "\u2010": "-",
+    "\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u2007": " ", "\t": " ",
+    "\u0153": "o", "\u0152": "o", "\u00e6": "a", "\u00c6": "a", "\u00df": "s",
+    "\u00b0": "o", "\u00ba": "o",
+})
+
+
+def fold_char(c: str) -> str:
+    """Fold one character to lower-case ASCII-ish, always one character long."""
+    c = c.translate(_SAME_LENGTH)
+    d = unicodedata.normalize("NFKD", c)
+    base = "".join(ch for ch in d if not unicodedata.combining(ch))
+    if len(base) != 1:
+        return c.lower() if len(c.lower()) == 1 else " "
+    low = base.lower()
+    return low if len(low) == 1 else base
+
+
+def fold(text: str) -> str:
+    """Lower-case, accent-free copy of *text* with exactly the same length."""
+    if text.isascii():
+        return text.lower().replace("`", "'").replace("\t", " ")
+    return "".join(fold_char(c) for c in text)
+
+
+def plain(text: str) -> str:
+    """Fold and collapse punctuation to single spaces: the key used for name look-ups."""
+    return " ".join(re.sub(r"[^\w]+", " ", fold(text)).split())
+
+
+def clean_typography(text: str) -> str:
+    """Original text with non-breaking spaces and odd line breaks made plain (keeps accents)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\u00a0", " ").replace("\u202f", " ").replace("\u200b", "")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A piece of the current text that an extractor has claimed."""
+
+    start: int
+    end: int
+    kind: str
+    value: object = None
+
+    def overlaps(self, other: "Span") -> bool:
+        return self.start < other.end and other.start < self.end
+
+
+SENTENCE_END = re.compile(r"[.!?;\n]")
+
+
+def sentence_bounds(text: str, pos: int) -> tuple[int, int]:
+    """Start and end of the sentence (or line) around *pos*."""
+    start = pos
+    while start > 0 and not SENTENCE_END.match(text[start - 1]):
+        start -= 1
+    m = SENTENCE_END.search(text, pos)
+    return start, (m.start() if m else len(text))

@@ -1,0 +1,495 @@
+"""Dates, start times and durations, French and English, anchored on the message's own date.
+
+dateparser alone misreads common Québec phrasings ("3/12" month-first, "demain 10h" as 19:00,
+"je" as jeudi when scanning a body), so the phrases are found here with compiled patterns on the
+folded text, each converted to a value with explicit arithmetic, and then checked: a stated
+weekday must agree with the date, a date must be in the future and within a year, two
+conflicting times give no time at all. dateparser is kept for what patterns cannot know: month
+names and abbreviations written in other ways (see `_month_from_dateparser`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+
+MONTHS = {
+    "janvier": 1, "janv": 1, "jan": 1, "january": 1,
+    "fevrier": 2, "fevr": 2, "fev": 2, "february": 2, "feb": 2,
+    "mars": 3, "march": 3, "mar": 3,
+    "avril": 4, "avr": 4, "april": 4, "apr": 4,
+    "mai": 5, "may": 5,
+    "juin": 6, "june": 6, "jun": 6,
+    "juillet": 7, "juil": 7, "july": 7, "jul": 7,
+    "aout": 8, "august": 8, "aug": 8,
+    "septembre": 9, "sept": 9, "september": 9, "sep": 9,
+    "octobre": 10, "oct": 10, "october": 10,
+    "novembre": 11, "nov": 11, "november": 11,
+    "decembre": 12, "dec": 12, "december": 12,
+}
+WEEKDAYS = {
+    "lundi": 0, "monday": 0, "mon": 0, "mardi": 1, "tuesday": 1, "tue": 1, "tues": 1,
+    "mercredi": 2, "wednesday": 2, "wed": 2, "jeudi": 3, "thursday": 3, "thu": 3, "thurs": 3,
+    "vendredi": 4, "friday": 4, "fri": 4, "samedi": 5, "saturday": 5, "sat": 5,
+    "dimanche": 6, "sunday": 6, "sun": 6,
+}
+_LONG_WD = "|".join(sorted((w for w in WEEKDAYS if len(w) > 4), key=len, reverse=True))
+_WD = "|".join(sorted(WEEKDAYS, key=len, reverse=True))
+_MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
+_ORD = r"(?:er|re|e|eme|st|nd|rd|th)?"
+_NOT_TIME = r"(?!\s*(?:h\b|h\d|:\d|heure|hr|am\b|pm\b|a\.m|p\.m|min))"
+
+ISO_DATE = re.compile(r"\b(20\d\d)-(\d{1,2})-(\d{1,2})\b")
+NUM_DATE = re.compile(r"(?<![\d/.-])(\d{1,2})[/.](\d{1,2})(?:[/.](\d{4}|\d\d))?(?![\d/])")
+DAY_MONTH = re.compile(
+    rf"\b(?:({_WD})s?\.?,?\s+)?(?:(?:le|les|the)\s+)?(\d{{1,2}}){_ORD}"
+    rf"((?:(?:\s*,\s*|\s+(?:et|and|&)\s+)(?:(?:{_WD})s?\s+)?(?:le\s+)?\d{{1,2}}{_ORD})*)"
+    rf"\s+(?:de\s+|of\s+)?({_MONTH})\b\.?(?:,?\s+(20\d\d))?")
+MONTH_DAY = re.compile(
+    rf"\b(?:({_WD})\.?,?\s+)?({_MONTH})\b\.?\s+(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?:,?\s+(20\d\d))?")
+RELATIVE_DAY = re.compile(
+    r"\b(apres[- ]demain|the day after tomorrow|demain|tomorrow|aujourd'?\s?hui|today|tonight|ce soir)\b")
+WEEKDAY_PHRASE = re.compile(
+    rf"\b(?:(la semaine prochaine|next week|the week after)\s*,?\s+)?(?:(ce|cette|this|next|coming)\s+)?"
+    rf"({_LONG_WD})s?\b(?:\s+(prochain|prochaine|qui vient|de la semaine prochaine|next week|"
+    rf"de la semaine suivante|in two weeks|dans deux semaines))?"
+    rf"(?:,?\s+(?:le\s+|the\s+)?(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?!\s*[/.]\d)(?!\s+(?:{_MONTH})\b))?")
+
+TIME_H = re.compile(r"(?<![\d:/.,-])([01]?\d|2[0-3])\s?h\s?([0-5]\d)?(?![a-z\d])")
+TIME_COLON = re.compile(r"(?<![\d:/.])([01]?\d|2[0-3])[:h]([0-5]\d)(?:\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z]))?(?!\d)")
+TIME_AMPM = re.compile(r"(?<![\d:/.])(1[0-2]|0?[1-9])\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")
+TIME_WORD = re.compile(r"(?<!apres-)(?<!apres )(?<!after)\b(midi|noon|minuit|midnight)\b")
+BARE_HOUR = re.compile(r"(?<![\d:/.,-])(1[0-2]|0?[1-9])(?![\d:/.,h])")
+RANGE_SEP = re.compile(r"^\s*(?:-+|a|à|to|until|till|jusqu'?\s?a|et|and)\s*$")
+
+DURATION_HM = re.compile(r"(?<![\d:/])(\d)\s?h\s?([0-5]\d)(?![\d])")
+DURATION_HOURS = re.compile(r"(?<![\d:/-])(\d{1,2}(?:[.,]\d{1,2})?)[ \t]*(?:-[ \t]*)?(?:heures?|hours?|hrs?|h)(?![a-z\d])")
+DURATION_MIN = re.compile(r"(?<![\d:/-])(\d{1,3})[ \t]*(?:-[ \t]*)?(?:minutes?|mins?|mn)\b")
+NUMBER_WORDS = {
+    "une": 1, "un": 1, "one": 1, "an": 1, "a": 1, "deux": 2, "two": 2, "trois": 3, "three": 3,
+    "quatre": 4, "four": 4, "cinq": 5, "five": 5, "six": 6, "sept": 7, "seven": 7, "huit": 8, "eight": 8,
+    "dix": 10, "ten": 10, "quinze": 15, "fifteen": 15, "vingt": 20, "twenty": 20,
+    "vingt-cinq": 25, "twenty-five": 25, "trente": 30, "thirty": 30, "quarante": 40, "forty": 40,
+    "quarante-cinq": 45, "forty-five": 45, "cinquante": 50, "fifty": 50, "soixante": 60, "sixty": 60,
+    "soixante-quinze": 75, "seventy-five": 75, "quatre-vingt-dix": 90, "ninety": 90,
+}
+_NUMW = "|".join(sorted((re.escape(w) for w in NUMBER_WORDS), key=len, reverse=True))
+DURATION_WORDS = re.compile(
+    rf"\b(?:(une demi[- ]heure|a half[- ]hour|half an hour|half-hour)|"
+    rf"(?:({_NUMW})\s+(heures?|hours?)(\s+(?:et\s+demie?|and a half|trente|thirty))?)|"
+    rf"(?:({_NUMW})\s+minutes?))\b")
+
+DURATION_CUES = ("duree", "duration", "pour", "environ", "approx", "approximativement", "prevoir",
+                 "pendant", "about", "for", "during", "around", "durera", "dure", "lasts", "take",
+                 "takes", "last", "plus ou moins", "roughly", "estimated", "prevue", "prevu")
+TIME_CUES = ("a", "at", "vers", "des", "debut", "starting", "start", "starts", "commence",
+             "commencera", "begins", "heure", "time", "by", "demain", "tomorrow", "matin", "soir",
+             "apres-midi", "morning", "afternoon", "aujourd'hui", "today")
+REPLACED = re.compile(r"(?:au lieu d[e']|plutot qu[e']|instead of|rather than|et non(?: pas)?|and not|"
+                      r"pas (?:a|au|le)|not at|not on|not)\s*(?:a\s+|at\s+|de\s+|le\s+|the\s+|du\s+|)$")
+CORRECTION_AFTER = re.compile(r"^\s*\(?\s*(?:non|no|oups|oops|pardon|correction|je veux dire|i mean)\b")
+NOT_APPOINTMENT_AFTER = re.compile(
+    r"^\s*(?:d'avance|a l'avance|en avance|avant|plus tot|early|earlier|before|beforehand|"
+    r"de retard|late|later|apres|after|ago|de route|de trajet|drive|away)\b")
+
+
+@dataclass
+class DateMention:
+    start: int
+    end: int
+    dates: list[date]
+    uncertain: bool = False
+    weekday: int | None = None
+
+
+@dataclass
+class TimeMention:
+    start: int
+    end: int
+    minutes: int  # minutes after midnight
+    duration: int | None = None  # set for ranges
+
+
+@dataclass
+class DurationMention:
+    start: int
+    end: int
+    minutes: int
+
+
+@dataclass
+class Appointment:
+    date: date | None = None
+    start_time: time | None = None
+    duration_minutes: int | None = None
+    uncertain: list[str] = field(default_factory=list)
+
+    def as_contract(self) -> dict:
+        return {
+            "date": self.date.isoformat() if self.date else None,
+            "start_time": self.start_time.strftime("%H:%M") if self.start_time else None,
+            "duration_minutes": self.duration_minutes,
+        }
+
+
+# ---- dates ------------------------------------------------------------------------------------
+
+def _safe_date(y: int, m: int, d: int) -> date | None:
+    try:
+        return date(y, m, d)
+    except ValueError:
+        return None
+
+
+def _future(day: int, month: int, year: int | None, today: date) -> date | None:
+    """The date with that day and month: the stated year, else the next one not in the past."""
+    if year:
+        return _safe_date(year, month, day)
+    cand = _safe_date(today.year, month, day)
+    if cand and cand >= today - timedelta(days=1):
+        return cand
+    return _safe_date(today.year + 1, month, day)
+
+
+def _next_weekday(today: date, wd: int, strictly_after: bool = True) -> date:
+    delta = (wd - today.weekday()) % 7
+    if delta == 0 and strictly_after:
+        delta = 7
+    return today + timedelta(days=delta)
+
+
+def _year(text: str | None) -> int | None:
+    if not text:
+        return None
+    y = int(text)
+    return y + 2000 if y < 100 else y
+
+
+@lru_cache(maxsize=256)
+def _month_from_dateparser(word: str) -> int | None:
+    """Ask dateparser for a month name the table does not know (e.g. 'déc', 'dic')."""
+    try:
+        import dateparser
+        d = dateparser.parse(f"15 {word} 2030", languages=["fr", "en"],
+                             settings={"DATE_ORDER": "DMY", "PREFER_DATES_FROM": "future",
+                                       "RELATIVE_BASE": datetime(2030, 1, 1)})
+    except Exception:  # noqa: BLE001
+        return None
+    return d.month if d and d.year == 2030 and d.day == 15 else None
+
+
+def find_dates(t: str, today: date) -> list[DateMention]:
+    """Every date phrase of the folded text *t*, in order of appearance."""
+    found: list[DateMention] = []
+    taken: list[tuple[int, int]] = []
+
+    def free(a: int, b: int) -> bool:
+        return all(b <= s or a >= e for s, e in taken)
+
+    def add(m: DateMention) -> None:
+        found.append(m)
+        taken.append((m.start, m.end))
+
+    for m in ISO_DATE.finditer(t):
+        d = _safe_date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        if d:
+            add(DateMention(m.start(), m.end(), [d]))
+    for m in DAY_MONTH.finditer(t):
+        if not free(m.start(), m.end()):
+            continue
+        month = MONTHS.get(m.group(4)) or _month_from_dateparser(m.group(4))
+        if not month:
+            continue
+        days = [int(m.group(2))] + [int(x) for x in re.findall(r"(\d{1,2})" + _ORD + r"(?!\d)", m.group(3) or "")]
+        year = _year(m.group(5))
+        dates = [_future(d, month, year, today) for d in days]
+        wd = WEEKDAYS.get(m.group(1)) if m.group(1) else None
+        uncertain = any(x is None for x in dates)
+        dates = [x for x in dates if x]
+        if wd is not None and any(x.weekday() != wd for x in dates):
+            uncertain = True
+        add(DateMention(m.start(), m.end(), dates, uncertain, wd))
+    for m in MONTH_DAY.finditer(t):
+        if not free(m.start(), m.end()):
+            continue
+        month = MONTHS.get(m.group(2))
+        if not month or (len(m.group(2)) <= 3 and m.group(2) in ("mar", "may", "jun", "jul")
+                         and not m.group(1) and m.group(2) != "may"):
+            pass
+        if not month:
+            continue
+        d = _future(int(m.group(3)), month, _year(m.group(4)), today)
+        wd = WEEKDAYS.get(m.group(1)) if m.group(1) else None
+        if d is None:
+            add(DateMention(m.start(), m.end(), [], True, wd))
+            continue
+        add(DateMention(m.start(), m.end(), [d], wd is not None and d.weekday() != wd, wd))
+    for m in NUM_DATE.finditer(t):
+        if not free(m.start(), m.end()):
+            continue
+        day, month, year = int(m.group(1)), int(m.group(2)), _year(m.group(3))
+        if not (1 <= month <= 12 and 1 <= day <= 31):
+            continue
+        before = t[max(0, m.start() - 25):m.start()]
+        if not year and not re.search(rf"(?:\b(?:le|les|du|au|et|and|on|for|date|the|{_WD})|[,:(])\s*$", before):
+            continue  # "24/7", "2/3 des patients": not a date without a cue
+        if "." in m.group(0) and not year:
+            continue  # "2.14" is a room number
+        d = _future(day, month, year, today)
+        wd_m = re.search(rf"\b({_WD})\.?,?\s*(?:le\s+)?$", before)
+        wd = WEEKDAYS[wd_m.group(1)] if wd_m else None
+        add(DateMention(m.start(), m.end(), [d] if d else [], d is None or (wd is not None and d.weekday() != wd), wd))
+    for m in RELATIVE_DAY.finditer(t):
+        if not free(m.start(), m.end()):
+            continue
+        w = m.group(1)
+        offset = 2 if ("apres" in w or "after" in w) else 1 if w in ("demain", "tomorrow") else 0
+        add(DateMention(m.start(), m.end(), [today + timedelta(days=offset)]))
+    for m in WEEKDAY_PHRASE.finditer(t):
+        if not free(m.start(), m.end()):
+            continue
+        week_before, det, wd_word, after, daynum = m.groups()
+        wd = WEEKDAYS[wd_word]
+        next_week = bool(week_before) or (after is not None and "semaine" in after or after == "next week")
+        prochain = after in ("prochain", "prochaine") or det in ("next",)
+        coming = _next_weekday(today, wd)
+        monday_next = today - timedelta(days=today.weekday()) + timedelta(days=7)
+        in_next_week = monday_next + timedelta(days=wd)
+        uncertain = False
+        if after in ("in two weeks", "dans deux semaines") or week_before == "the week after":
+            d = in_next_week + timedelta(days=7)
+        elif next_week:
+            d = in_next_week
+        elif prochain:
+            d = in_next_week
+            uncertain = d != coming  # "vendredi prochain" on a Thursday: tomorrow or in 8 days?
+        else:
+            d = coming
+        if daynum:
+            # "jeudi le 3": the next Thursday that is the 3rd (Québec usage, month implied)
+            n = int(daynum)
+            cand = [today + timedelta(days=i) for i in range(0, 370)]
+            hits = [c for c in cand if c.day == n and c.weekday() == wd]
+            d, uncertain = (hits[0], False) if hits else (d, True)
+        add(DateMention(m.start(), m.end(), [d], uncertain, wd))
+    found.sort(key=lambda x: x.start)
+    return _merge_adjacent(found, t)
+
+
+def _merge_adjacent(found: list[DateMention], t: str) -> list[DateMention]:
+    """'mardi prochain (24 novembre)': a relative phrase next to an explicit date is one date."""
+    out: list[DateMention] = []
+    for m in found:
+        if out:
+            prev = out[-1]
+            between = t[prev.end:m.start]
+            if re.fullmatch(r"[\s,(\-]*", between) and len(prev.dates) == 1 and len(m.dates) == 1:
+                a, b = prev.dates[0], m.dates[0]
+                explicit_first = prev.weekday is None or not prev.uncertain
+                if a == b:
+                    out[-1] = DateMention(prev.start, m.end, [a], prev.uncertain and m.uncertain, prev.weekday)
+                    continue
+                wd = prev.weekday if prev.weekday is not None else m.weekday
+                # the explicit one (with day and month) wins when the weekday agrees with it
+                explicit = b if wd is None or b.weekday() == wd else (a if a.weekday() == wd else None)
+                del explicit_first
+                out[-1] = DateMention(prev.start, m.end, [explicit] if explicit else [], explicit is None, wd)
+                continue
+        out.append(m)
+    return out
+
+
+# ---- times and durations ------------------------------------------------------------------------
+
+def _ampm(hour: int, marker: str | None) -> int:
+    if not marker:
+        return hour
+    pm = marker.replace(".", "").replace(" ", "").startswith("p")
+    if pm and hour < 12:
+        return hour + 12
+    if not pm and hour == 12:
+        return 0
+    return hour
+
+
+def _prev_word(t: str, pos: int) -> str:
+    m = re.search(r"([a-z'\-]+)[\s:,(]*$", t[max(0, pos - 30):pos])
+    return m.group(1) if m else ""
+
+
+def _replaced(t: str, start: int, end: int) -> bool:
+    """True when the phrase is what is being replaced ('15h au lieu de 14h', '14h (non, 14h30)')."""
+    if REPLACED.search(t[max(0, start - 25):start]):
+        return True
+    return bool(CORRECTION_AFTER.match(t[end:end + 20]))
+
+
+def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMention], list[DurationMention]]:
+    """Start times (with ranges giving a duration) and durations of the folded text *t*.
+
+    *exclude* holds the spans already read as dates, so that '2026-12-01' gives no '1 h'.
+    """
+    raw: list[tuple[int, int, int, str | None, bool]] = []  # start, end, minutes, ampm, has_minutes
+    taken: list[tuple[int, int]] = list(exclude)
+
+    def free(a: int, b: int) -> bool:
+        return all(b <= s or a >= e for s, e in taken)
+
+    for m in TIME_COLON.finditer(t):
+        h = _ampm(int(m.group(1)), m.group(3))
+        raw.append((m.start(), m.end(), h * 60 + int(m.group(2)), m.group(3), True))
+        taken.append((m.start(), m.end()))
+    for m in TIME_AMPM.finditer(t):
+        if free(m.start(), m.end()):
+            raw.append((m.start(), m.end(), _ampm(int(m.group(1)), m.group(2)) * 60, m.group(2), False))
+            taken.append((m.start(), m.end()))
+    for m in TIME_H.finditer(t):
+        if free(m.start(), m.end()):
+            raw.append((m.start(), m.end(), int(m.group(1)) * 60 + int(m.group(2) or 0), None, bool(m.group(2))))
+            taken.append((m.start(), m.end()))
+    for m in TIME_WORD.finditer(t):
+        if free(m.start(), m.end()):
+            v = 12 * 60 if m.group(1) in ("midi", "noon") else 0
+            raw.append((m.start(), m.end(), v, "word", True))
+            taken.append((m.start(), m.end()))
+    raw.sort()
+
+    times: list[TimeMention] = []
+    durations: list[DurationMention] = []
+    used: set[int] = set()
+    # ranges: "de 13h à 15h", "from 1 to 2:30 pm", "14h-15h30", "9:00–10:30 am"
+    for i, (s2, e2, v2, mk2, _) in enumerate(raw):
+        if i in used:
+            continue
+        for j in range(i - 1, -1, -1):
+            s1, e1, v1, mk1, hm1 = raw[j]
+            if j in used:
+                break
+            if RANGE_SEP.match(t[e1:s2]):
+                start_v = v1
+                if mk2 and mk2 != "word" and not mk1 and v1 < 12 * 60:
+                    start_v = v1 + 12 * 60 if mk2.startswith("p") and v1 + 12 * 60 < v2 else v1
+                if start_v < v2 and v2 - start_v <= 12 * 60:
+                    times.append(TimeMention(s1, e2, start_v, v2 - start_v))
+                    used.update({i, j})
+            break
+        else:
+            # "from 1 to 2:30 pm": the first end is a bare number
+            m = re.search(r"(?:\bde|\bfrom|\bentre|\bbetween)\s+(\d{1,2})\s*(?:-|a|to|et|and)\s*$", t[max(0, s2 - 25):s2])
+            if m and mk2 is not None or (m and t[s2:e2].find("h") >= 0):
+                h1 = int(m.group(1))
+                v1 = h1 * 60
+                if mk2 and mk2 != "word" and mk2.startswith("p") and h1 < 12 and v1 + 720 < v2:
+                    v1 += 720
+                if v1 < v2 and v2 - v1 <= 720:
+                    times.append(TimeMention(s2 - (len(t[max(0, s2 - 25):s2]) - m.start()), e2, v1, v2 - v1))
+                    used.add(i)
+    for i, (s, e, v, mk, has_min) in enumerate(raw):
+        if i in used:
+            continue
+        if _replaced(t, s, e):
+            continue
+        token = t[s:e]
+        if "h" in token and mk is None:
+            prev = _prev_word(t, s)
+            after = t[e:e + 20]
+            as_duration = (prev in DURATION_CUES or re.match(r"^\s*(max|maximum|chaque|each|par |de rencontre|environ)", after)
+                           or (prev not in TIME_CUES and v < 4 * 60 and not _after_date_word(t, s)))
+            if as_duration and v >= 15 and v <= 8 * 60 + 59:
+                if not NOT_APPOINTMENT_AFTER.match(after):
+                    durations.append(DurationMention(s, e, v))
+                continue
+        times.append(TimeMention(s, e, v))
+    for rx, conv in ((DURATION_HOURS, lambda m: round(float(m.group(1).replace(",", ".")) * 60)),
+                     (DURATION_MIN, lambda m: int(m.group(1)))):
+        for m in rx.finditer(t):
+            if any(x.start <= m.start() < x.end for x in times) or any(d.start <= m.start() < d.end for d in durations) \
+                    or any(a <= m.start() < b for a, b in exclude):
+                continue
+            if rx is DURATION_HOURS and m.group(0).rstrip().endswith("h") and not re.search(r"\s", m.group(0)):
+                continue  # "10h" alone was classified above
+            if NOT_APPOINTMENT_AFTER.match(t[m.end():m.end() + 20]) or _replaced(t, m.start(), m.end()):
+                continue
+            durations.append(DurationMention(m.start(), m.end(), conv(m)))
+    for m in DURATION_WORDS.finditer(t):
+        if any(d.start <= m.start() < d.end for d in durations):
+            continue
+        if NOT_APPOINTMENT_AFTER.match(t[m.end():m.end() + 20]) or _replaced(t, m.start(), m.end()):
+            continue
+        if m.group(1):
+            v = 30
+        elif m.group(2):
+            v = NUMBER_WORDS[m.group(2)] * 60 + (30 if m.group(4) else 0)
+            if m.group(2) in ("a", "un") and not re.search(r"(about|environ|pour|for|durera|dure|of|d')\s*$",
+                                                            t[max(0, m.start() - 12):m.start()]) and m.group(2) == "a":
+                v = 60
+        else:
+            v = NUMBER_WORDS[m.group(5)]
+        durations.append(DurationMention(m.start(), m.end(), v))
+    times.sort(key=lambda x: x.start)
+    durations.sort(key=lambda x: x.start)
+    return times, durations
+
+
+def _after_date_word(t: str, pos: int) -> bool:
+    before = t[max(0, pos - 40):pos]
+    return bool(re.search(rf"(?:\b(?:{_WD}|{_MONTH}|demain|tomorrow|aujourd'hui|today)\b|\d{{4}}|\d{{1,2}}/\d{{1,2}})\.?,?\s*(?:a\s+|at\s+|le\s+)?$", before))
+
+
+# ---- assembling appointments ----------------------------------------------------------------------
+
+def appointments(t: str, today: date) -> tuple[list[Appointment], list[tuple[int, int]]]:
+    """Appointments stated in the folded text *t*, and the spans the date/time phrases cover."""
+    dates = find_dates(t, today)
+    times, durations = find_times(t, [(d.start, d.end) for d in dates])
+    spans = [(d.start, d.end) for d in dates] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
+    # a date phrase that is also a time range/number (e.g. '10/12' vs '10h'): dates win
+    if not dates and not times and not durations:
+        return [], spans
+    groups: list[tuple[DateMention | None, int, int]] = []
+    if dates:
+        for i, d in enumerate(dates):
+            start = 0 if i == 0 else d.start
+            end = dates[i + 1].start if i + 1 < len(dates) else len(t)
+            groups.append((d, start, end))
+    else:
+        groups.append((None, 0, len(t)))
+
+    result: list[Appointment] = []
+    per_group: list[tuple[list[date] | None, bool, set[int], set[int]]] = []
+    for d, start, end in groups:
+        ts = {x.minutes for x in times if start <= x.start < end}
+        ds = {x.duration for x in times if start <= x.start < end and x.duration}
+        ds |= {x.minutes for x in durations if start <= x.start < end}
+        per_group.append((d.dates if d else None, bool(d and d.uncertain), ts, ds))
+    all_ts = set().union(*(g[2] for g in per_group))
+    all_ds = set().union(*(g[3] for g in per_group))
+    seen: set[date] = set()
+    for dlist, uncertain, ts, ds in per_group:
+        if not ts and len(all_ts) == 1:
+            ts = set(all_ts)
+        if not ds and len(all_ds) == 1:
+            ds = set(all_ds)
+        start_time = time(*divmod(next(iter(ts)), 60)) if len(ts) == 1 else None
+        duration = next(iter(ds)) if len(ds) == 1 else None
+        flags = []
+        if len(ts) > 1:
+            flags.append("time")
+        if len(ds) > 1:
+            flags.append("duration")
+        if duration is not None and not (15 <= duration <= 8 * 60):
+            flags.append("duration")
+        if dlist is None:
+            result.append(Appointment(None, start_time, duration, flags))
+            continue
+        if uncertain or not dlist:
+            result.append(Appointment(None, start_time, duration, flags + ["date"]))
+            continue
+        for dd in dlist:
+            if dd in seen:
+                continue
+            seen.add(dd)
+            result.append(Appointment(dd, start_time, duration, list(flags)))
+    return result, spans
