@@ -1,21 +1,70 @@
-"""The `biq-bot` command: one entry point for every operation."""
+"""The `biq-bot` command: one entry point for every operation.
+
+    biq-bot init                      create or upgrade the store, load the sample directory if empty
+    biq-bot directory load DIR        load or update the directory from CSV files
+    biq-bot serve                     run the SMTP server, the pipeline and the outbox sender
+    biq-bot parse [--data DIR] FILE…  print the structured request of each message file as JSON
+    biq-bot requests list [--status S] [--json]
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
+
+from .config import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _store(settings: Settings):  # noqa: ANN202
+    from store.db import Store
+    return Store(settings.database_url)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .setup import prepare_store
+    settings = _settings(args)
+    store = _store(settings)
+    prepare_store(store, settings)
+    print(f"store ready: {store.engine.url.render_as_string(hide_password=True)}")
+    return 0
+
+
+def cmd_directory_load(args: argparse.Namespace) -> int:
+    from store.directory_sync import load_directory
+    settings = _settings(args)
+    store = _store(settings)
+    store.migrate()
+    with store.session() as s:
+        report = load_directory(s, args.folder)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .service import Service
+    settings = _settings(args)
+    asyncio.run(Service(settings).run_forever())
+    return 0
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
     """One JSON object per file, in order; a file that cannot be read still gets a line."""
     from parsers.directory import Directory
     from parsers.request import parse_email, parse_update
+    from store.sample import SAMPLE_DIRECTORY
 
-    directory = Directory.from_folder(args.data) if args.data else _default_directory()
-    directory.build()
+    directory = Directory.from_folder(args.data or SAMPLE_DIRECTORY).build()
     status = 0
+    out = sys.stdout
     for name in args.files:
         path = Path(name)
         try:
@@ -23,34 +72,109 @@ def cmd_parse(args: argparse.Namespace) -> int:
                 parsed, _ = parse_update(directory, json.loads(path.read_text(encoding="utf-8")))
             else:
                 parsed, _ = parse_email(directory, path.read_bytes())
-            print(parsed.to_json(), flush=False)
+            out.write(parsed.to_json() + "\n")
         except (OSError, ValueError) as exc:
-            print(json.dumps({"intent": "other", "ref": None, "language": "fr", "appointments": [],
-                              "error": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False))
+            out.write(json.dumps({"intent": "other", "ref": None, "language": "fr", "appointments": [],
+                                  "error": f"{type(exc).__name__}: {exc}"}, ensure_ascii=False) + "\n")
             status = 1
-    sys.stdout.flush()
+    out.flush()
     return status
 
 
-def _default_directory():
-    from parsers.directory import Directory
-    from store.sample import SAMPLE_DIRECTORY
-    return Directory.from_folder(SAMPLE_DIRECTORY)
+REQUEST_FIELDS = ("mode", "location", "source_language", "target_language", "interpreter_type",
+                  "preferred_interpreter", "notify_user", "user_phone", "reason", "message_to_interpreter",
+                  "notes_to_coordinator")
+
+
+def request_as_dict(r) -> dict:  # noqa: ANN001 - store.models.Request
+    return {
+        "ref": r.ref, "status": r.status, "requester": r.requester.email,
+        "appointments": [{"date": r.date.isoformat() if r.date else None,
+                          "start_time": r.start_time.strftime("%H:%M") if r.start_time else None,
+                          "duration_minutes": r.duration_minutes}],
+        "date": r.date.isoformat() if r.date else None,
+        "start_time": r.start_time.strftime("%H:%M") if r.start_time else None,
+        "duration_minutes": r.duration_minutes,
+        "mode": r.mode, "location": r.location_id, "address": r.address,
+        "source_language": r.source_language, "target_language": r.target_language,
+        "interpreter_type": r.interpreter_type,
+        "preferred_interpreter": r.preferred_interpreter_id or r.preferred_interpreter_name,
+        "notify_user": r.notify_user, "user_phone": r.user_phone, "reason": r.reason,
+        "message_to_interpreter": r.message_to_interpreter, "notes_to_coordinator": r.notes_to_coordinator,
+        "series": f"BIQ-{r.series_id:06d}" if r.series_id else None,
+        "late_cancellation": r.late_cancellation,
+        "problems": json.loads(r.problems or "[]"),
+    }
+
+
+def cmd_requests_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from store.models import Request
+    settings = _settings(args)
+    store = _store(settings)
+    store.migrate()
+    with store.session() as s:
+        q = select(Request).order_by(Request.id)
+        if args.status:
+            q = q.where(Request.status == args.status)
+        rows = [request_as_dict(r) for r in s.scalars(q)]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+        return 0
+    if not rows:
+        print("no requests")
+        return 0
+    print(f"{'ref':12} {'status':11} {'date':10} {'time':5} {'min':>4} {'lang':5} {'location':28} requester")
+    for r in rows:
+        print(f"{r['ref']:12} {r['status']:11} {r['date'] or '—':10} {r['start_time'] or '—':5} "
+              f"{r['duration_minutes'] or '—':>4} {r['target_language'] or '—':5} {(r['location'] or '—')[:28]:28} "
+              f"{r['requester']}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="biq-bot", description=__doc__)
+    p = argparse.ArgumentParser(prog="biq-bot", description="Interpreter requests by email and chat.")
+    p.add_argument("--config", help="TOML configuration file (default: $BIQ_CONFIG, then built-in defaults)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="create or upgrade the store; load the sample directory if empty").set_defaults(func=cmd_init)
+    dp = sub.add_parser("directory", help="the directory of installations, interpreters, requesters, staff")
+    dsub = dp.add_subparsers(dest="action", required=True)
+    dl = dsub.add_parser("load", help="load or update the directory from a folder of CSV files")
+    dl.add_argument("folder")
+    dl.set_defaults(func=cmd_directory_load)
+    sub.add_parser("serve", help="run the bot").set_defaults(func=cmd_serve)
     sp = sub.add_parser("parse", help="print the structured request of each message file as JSON")
     sp.add_argument("--data", help="directory folder (installations.csv, interpreters.csv, languages.csv)")
     sp.add_argument("files", nargs="+")
     sp.set_defaults(func=cmd_parse)
+    rp = sub.add_parser("requests", help="look at the stored requests")
+    rsub = rp.add_subparsers(dest="action", required=True)
+    rl = rsub.add_parser("list", help="list requests")
+    rl.add_argument("--status", choices=["incomplete", "submitted", "offered", "confirmed", "completed",
+                                         "cancelled", "unfilled"])
+    rl.add_argument("--json", action="store_true")
+    rl.set_defaults(func=cmd_requests_list)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("mail.log", "alembic", "aiosmtpd"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"biq-bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"biq-bot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,143 @@
+"""Templated replies: render a kind of reply in the requester's language, then build the email.
+
+Each template `templates/KIND.LANG.j2` is rendered twice from the same source: once as plain text
+and once (under the name `html/KIND.LANG.j2`) as HTML with autoescaping, so the two alternatives
+always say the same thing. Templates run in Jinja2's sandbox with StrictUndefined, and a folder
+configured by the bank can override any of them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, time
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, make_msgid
+from pathlib import Path
+
+from jinja2 import BaseLoader, ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2.sandbox import SandboxedEnvironment
+
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+FR_DAYS = ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"]
+FR_MONTHS = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+             "octobre", "novembre", "décembre"]
+EN_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+EN_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+             "October", "November", "December"]
+MODES = {"fr": {"in_person": "en présentiel", "phone": "par téléphone", "video": "en visioconférence"},
+         "en": {"in_person": "in person", "phone": "by phone", "video": "by video"}}
+
+
+def format_date(d: date | None, lang: str) -> str:
+    if d is None:
+        return ""
+    if lang == "en":
+        return f"{EN_DAYS[d.weekday()]}, {EN_MONTHS[d.month - 1]} {d.day}, {d.year}"
+    day = "1er" if d.day == 1 else str(d.day)
+    return f"{FR_DAYS[d.weekday()]} {day} {FR_MONTHS[d.month - 1]} {d.year}"
+
+
+def format_time(t: time | None) -> str:
+    return t.strftime("%H:%M") if t else ""
+
+
+def one_line(value: object, limit: int = 300) -> str:
+    """Header-safe text: no CR, LF or NUL can reach an outgoing header."""
+    return " ".join(str(value or "").replace("\x00", " ").split())[:limit]
+
+
+class _HtmlAlias(BaseLoader):
+    """Serve 'html/NAME' from the same source as 'NAME' (autoescape decides by the prefix)."""
+
+    def __init__(self, inner: BaseLoader) -> None:
+        self.inner = inner
+
+    def get_source(self, environment, template):  # noqa: ANN001, ANN201
+        if template.startswith("html/"):
+            return self.inner.get_source(environment, template[5:])
+        raise TemplateNotFound(template)
+
+
+def make_environment(override_dir: str | Path | None = None) -> SandboxedEnvironment:
+    loaders: list[BaseLoader] = []
+    if override_dir:
+        loaders.append(FileSystemLoader(str(override_dir)))
+    loaders.append(FileSystemLoader(str(BUILTIN_TEMPLATES)))
+    base = ChoiceLoader(loaders)
+    env = SandboxedEnvironment(loader=ChoiceLoader([_HtmlAlias(base), base]),
+                               autoescape=lambda name: bool(name and name.startswith("html/")),
+                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                               keep_trailing_newline=True)
+    env.filters["date_text"] = format_date
+    env.filters["time_text"] = format_time
+    env.filters["problem_texts"] = lambda codes, table: [table.get(c, c) for c in codes]
+    env.globals["MODES"] = MODES
+    return env
+
+
+@dataclass
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def render(env: SandboxedEnvironment, kind: str, lang: str, **ctx: object) -> Rendered:
+    lang = "en" if lang == "en" else "fr"
+    name = f"{kind}.{lang}.j2"
+    text_t = env.get_template(name)
+    text = text_t.render(html=False, lang=lang, **ctx)
+    module = text_t.make_module(dict(html=False, lang=lang, **ctx))
+    html_body = env.get_template("html/" + name).render(html=True, lang=lang, **ctx)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    html = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head>"
+            f"<body style=\"font-family:sans-serif\">{html_body}</body></html>")
+    return Rendered(one_line(getattr(module, "subject", "")), text, html)
+
+
+@dataclass
+class OutgoingEmail:
+    to: str
+    subject: str
+    text: str
+    html: str
+    in_reply_to: str = ""
+    references: list[str] = field(default_factory=list)
+    ref: str | None = None
+    lang: str = "fr"
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # filename, mime type, data
+
+
+def message_id_for(ref: str | None, domain: str) -> str:
+    """Our Message-IDs carry the reference, so a reply's In-Reply-To leads back to the request."""
+    tag = ref.lower() if ref else "biq"
+    return f"<{tag}.{uuid.uuid4().hex[:16]}@{domain}>"
+
+
+def build_email(out: OutgoingEmail, *, from_addr: str, from_name: str, domain: str, now) -> tuple[bytes, str]:  # noqa: ANN001
+    """The complete MIME message (text + HTML alternative) and its Message-ID."""
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = formataddr((one_line(from_name), from_addr))
+    msg["To"] = one_line(out.to)
+    msg["Subject"] = one_line(out.subject, 900)
+    msg["Date"] = format_datetime(now)
+    mid = message_id_for(out.ref, domain) if out.ref else make_msgid(domain=domain)
+    msg["Message-ID"] = mid
+    if out.in_reply_to and re.fullmatch(r"<[^<>\s]{1,400}>", out.in_reply_to.strip()):
+        msg["In-Reply-To"] = out.in_reply_to.strip()
+        refs = [r for r in out.references if re.fullmatch(r"<[^<>\s]{1,400}>", r)][-10:]
+        if out.in_reply_to.strip() not in refs:
+            refs.append(out.in_reply_to.strip())
+        msg["References"] = " ".join(refs)
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["Content-Language"] = "en-CA" if out.lang == "en" else "fr-CA"
+    msg.set_content(out.text, cte="quoted-printable")
+    msg.add_alternative(out.html, subtype="html", cte="quoted-printable")
+    for filename, mime, data in out.attachments:
+        maintype, _, subtype = mime.partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return msg.as_bytes(), mid

@@ -1,0 +1,88 @@
+"""`biq-bot serve`: the SMTP server, the pipeline worker and the outbox sender in one process.
+
+Each is a loop on the same asyncio event loop; the CPU-bound parsing and all database work run in
+threads so that the SMTP server keeps answering while messages are processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from store.db import Store
+
+from .config import Settings
+from .outbox import Sender
+from .pipeline import Pipeline
+from .smtp_server import IntakeHandler, make_smtp_server
+from .setup import prepare_store
+
+log = logging.getLogger("biq.service")
+
+
+class Service:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.database_url)
+        self.pipeline = Pipeline(self.store, settings)
+        self.sender = Sender(self.store, settings)
+        self.stop_event = asyncio.Event()
+        self.work = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+        self.tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        await asyncio.to_thread(prepare_store, self.store, self.settings)
+        loop = asyncio.get_running_loop()
+        handler = IntakeHandler(self.store, self.settings, on_stored=lambda: loop.call_soon_threadsafe(self.work.set))
+        host, port = self.settings.listen_host_port
+        self.server = await loop.create_server(make_smtp_server(handler, self.settings), host=host, port=port)
+        bound = self.server.sockets[0].getsockname()
+        self.port = bound[1]
+        log.info("listening for SMTP on %s:%d for %s", bound[0], bound[1], ", ".join(sorted(self.settings.own_addresses)))
+        log.info("replies go to %s; store %s", self.settings.outbound, self.store.engine.url.render_as_string(hide_password=True))
+        self.tasks = [asyncio.create_task(self._work_loop(), name="pipeline"),
+                      asyncio.create_task(self.sender.run(self.stop_event), name="sender")]
+
+    async def _work_loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                n = await asyncio.to_thread(self.pipeline.process_pending, 50)
+            except Exception:  # noqa: BLE001 - e.g. the store is down: wait and retry
+                log.exception("pipeline pass failed; retrying shortly")
+                n = 0
+            if n:
+                self.sender.wake.set()
+                continue
+            self.work.clear()
+            try:
+                await asyncio.wait_for(self.work.wait(), timeout=self.settings.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        self.work.set()
+        self.sender.wake.set()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        for t in self.tasks:
+            try:
+                await asyncio.wait_for(t, timeout=10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                t.cancel()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, done.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await done.wait()
+        log.info("stopping")
+        await self.stop()

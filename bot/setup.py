@@ -1,0 +1,23 @@
+"""Bringing a store up to date: migrations, and the sample directory when nothing is loaded yet."""
+
+from __future__ import annotations
+
+import logging
+
+from store.db import Store
+from store.directory_sync import is_empty, load_directory
+from store.sample import SAMPLE_DIRECTORY
+
+from .config import Settings
+
+log = logging.getLogger("biq.setup")
+
+
+def prepare_store(store: Store, settings: Settings) -> None:
+    store.migrate()
+    with store.session() as s:
+        if is_empty(s):
+            folder = settings.directory or SAMPLE_DIRECTORY
+            report = load_directory(s, folder)
+            log.info("directory loaded from %s: %s", "the embedded sample" if not settings.directory else folder,
+                     "; ".join(report.lines()))

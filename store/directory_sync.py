@@ -1,0 +1,155 @@
+"""Load the bank's directory export (CSV files) into the store, and read it back for the parser.
+
+Loading is an idempotent upsert that reports what it added, changed and deactivated; requesters
+are never deleted (their requests keep their history), only marked inactive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from parsers.directory import Directory
+
+from . import models as m
+
+
+@dataclass
+class LoadReport:
+    added: dict[str, int] = field(default_factory=dict)
+    changed: dict[str, int] = field(default_factory=dict)
+    deactivated: dict[str, int] = field(default_factory=dict)
+
+    def count(self, kind: str, table: str) -> None:
+        bucket = getattr(self, kind)
+        bucket[table] = bucket.get(table, 0) + 1
+
+    def lines(self) -> list[str]:
+        tables = sorted(set(self.added) | set(self.changed) | set(self.deactivated))
+        if not tables:
+            return ["directory unchanged"]
+        return [f"{t}: {self.added.get(t, 0)} added, {self.changed.get(t, 0)} changed, "
+                f"{self.deactivated.get(t, 0)} deactivated" for t in tables]
+
+
+def _apply(obj: object, values: dict, report: LoadReport, table: str) -> None:
+    changed = False
+    for k, v in values.items():
+        if getattr(obj, k) != v:
+            setattr(obj, k, v)
+            changed = True
+    if changed:
+        report.count("changed", table)
+
+
+def load_directory(session: Session, folder: str | Path) -> LoadReport:
+    """Upsert every table of the CSV folder; entries absent from it are deactivated."""
+    folder = Path(folder)
+    if not (folder / "installations.csv").exists():
+        raise FileNotFoundError(f"{folder}: no installations.csv (not a directory export)")
+    d = Directory.from_folder(folder)
+    report = LoadReport()
+
+    existing = {i.id: i for i in session.scalars(select(m.Installation))}
+    for inst in d.installations.values():
+        values = dict(name=inst.name, aliases=";".join(inst.aliases), address=inst.address,
+                      establishment=inst.establishment, active=True)
+        if inst.id in existing:
+            _apply(existing[inst.id], values, report, "installations")
+        else:
+            session.add(m.Installation(id=inst.id, **values))
+            report.count("added", "installations")
+    for iid, row in existing.items():
+        if iid not in d.installations and row.active:
+            row.active = False
+            report.count("deactivated", "installations")
+
+    existing_lang = {lg.code: lg for lg in session.scalars(select(m.Language))}
+    for lang in d.languages.values():
+        values = dict(name_fr=lang.name_fr, name_en=lang.name_en, aliases=";".join(lang.aliases))
+        if lang.code in existing_lang:
+            _apply(existing_lang[lang.code], values, report, "languages")
+        else:
+            session.add(m.Language(code=lang.code, **values))
+            report.count("added", "languages")
+
+    existing_int = {i.id: i for i in session.scalars(select(m.Interpreter))}
+    for it in d.interpreters.values():
+        values = dict(name=it.name, languages=";".join(it.languages), email=it.email,
+                      telegram_id=it.telegram_id, active=True)
+        if it.id in existing_int:
+            _apply(existing_int[it.id], values, report, "interpreters")
+        else:
+            session.add(m.Interpreter(id=it.id, **values))
+            report.count("added", "interpreters")
+    for iid, row in existing_int.items():
+        if iid not in d.interpreters and row.active:
+            row.active = False
+            report.count("deactivated", "interpreters")
+    session.flush()
+
+    existing_req = {r.email: r for r in session.scalars(select(m.Requester))}
+    for rq in d.requesters.values():
+        insts = [session.get(m.Installation, i) for i in rq.installations]
+        insts = [i for i in insts if i is not None]
+        generic = "générique" in rq.name.lower() or "generique" in rq.name.lower() or "generic" in rq.name.lower()
+        values = dict(name=rq.name, role=rq.role, generic=generic, active=True)
+        row = existing_req.get(rq.email)
+        if row is None:
+            row = m.Requester(email=rq.email, notifications=rq.notifications, **values)
+            row.installations = insts
+            session.add(row)
+            report.count("added", "requesters")
+        else:
+            _apply(row, values, report, "requesters")
+            if sorted(i.id for i in row.installations) != sorted(i.id for i in insts):
+                row.installations = insts
+                report.count("changed", "requesters")
+    for email, row in existing_req.items():
+        if email not in d.requesters and row.active:
+            row.active = False
+            report.count("deactivated", "requesters")
+
+    existing_staff = {s.telegram_id: s for s in session.scalars(select(m.Staff))}
+    for st in d.staff.values():
+        values = dict(name=st.name, email=st.email, role=st.role, active=True)
+        if st.telegram_id in existing_staff:
+            _apply(existing_staff[st.telegram_id], values, report, "staff")
+        else:
+            session.add(m.Staff(telegram_id=st.telegram_id, **values))
+            report.count("added", "staff")
+    for tid, row in existing_staff.items():
+        if tid not in d.staff and row.active:
+            row.active = False
+            report.count("deactivated", "staff")
+    session.flush()
+    return report
+
+
+def directory_from_store(session: Session) -> Directory:
+    """The parser's view of the directory, read from the store (active entries only)."""
+    from parsers import directory as pd
+
+    d = Directory()
+    for i in session.scalars(select(m.Installation).where(m.Installation.active)):
+        d.installations[i.id] = pd.Installation(i.id, i.name, _split(i.aliases), i.address, i.establishment)
+    for it in session.scalars(select(m.Interpreter).where(m.Interpreter.active)):
+        d.interpreters[it.id] = pd.Interpreter(it.id, it.name, _split(it.languages), it.email, it.telegram_id)
+    for lg in session.scalars(select(m.Language)):
+        d.languages[lg.code] = pd.Language(lg.code, lg.name_fr, lg.name_en, _split(lg.aliases))
+    for r in session.scalars(select(m.Requester).where(m.Requester.active)):
+        d.requesters[r.email] = pd.Requester(r.email, r.name, [i.id for i in r.installations], r.notifications, r.role)
+    for s in session.scalars(select(m.Staff).where(m.Staff.active)):
+        d.staff[s.telegram_id] = pd.Staff(s.telegram_id, s.name, s.email, s.role)
+    return d.build()
+
+
+def is_empty(session: Session) -> bool:
+    return session.scalar(select(m.Installation.id).limit(1)) is None
+
+
+def _split(value: str) -> list[str]:
+    return [p for p in (value or "").split(";") if p]
