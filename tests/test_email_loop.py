@@ -1,0 +1,309 @@
+"""The email loop end to end: a real SMTP client → the running bot → a real SMTP sink (or a folder).
+
+Every test runs on SQLite and on PostgreSQL (the `db_url` fixture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiosmtplib
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from bot.replies import format_date
+from bot.service import Service
+from store.db import Store
+from store.models import InboundMessage, Outbox, Request
+
+from .conftest import Sink, free_port, make_settings, wait_for
+
+TZ = ZoneInfo("America/Montreal")
+SOPHIE = "sophie.tremblay.ccomtl@ssss.gouv.qc.ca"
+JENNIFER = "jennifer.smith.comtl@ssss.gouv.qc.ca"
+BOT = "biq@ssss.gouv.qc.ca"
+
+
+def in_days(n: int) -> date:
+    return datetime.now(TZ).date() + timedelta(days=n)
+
+
+def make_mail(body: str, *, sender: str = SOPHIE, subject: str = "Demande d'interprète", headers: dict | None = None,
+              in_reply_to: str | None = None) -> EmailMessage:
+    m = EmailMessage()
+    m["From"] = f"Test <{sender}>"
+    m["To"] = BOT
+    m["Subject"] = subject
+    m["Date"] = format_datetime(datetime.now(TZ))
+    m["Message-ID"] = make_msgid(domain="test.example")
+    if in_reply_to:
+        m["In-Reply-To"] = in_reply_to
+        m["References"] = in_reply_to
+    for k, v in (headers or {}).items():
+        m[k] = v
+    m.set_content(body)
+    return m
+
+
+async def send(port: int, msg: EmailMessage | bytes, sender: str = SOPHIE, rcpt: str = BOT):
+    raw = msg if isinstance(msg, bytes) else msg.as_bytes()
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=20) as client:
+        return await client.sendmail(sender, [rcpt], raw)  # sender "" is the null sender <> of bounces
+
+
+def count(store: Store, model, *where) -> int:  # noqa: ANN001
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def text_of(msg) -> str:  # noqa: ANN001
+    return msg.get_body(preferencelist=("plain",)).get_content()
+
+
+def complete_request(d: date) -> str:
+    return (f"Bonjour,\n\nJ'aurais besoin d'un interprète en espagnol le {format_date(d, 'fr')} à 13h30, "
+            "durée 1h30, en présentiel au CLSC de Parc-Extension. C'est pour un suivi de grossesse.\n\nMerci\nSophie")
+
+
+async def test_complete_request_gets_submitted_reply(bot, sink):
+    msg = make_mail(complete_request(in_days(10)))
+    await send(bot.port, msg)
+    await wait_for(lambda: sink.messages)
+    reply = sink.messages[0]
+    assert reply["Subject"].startswith("[BIQ-") and "Demande reçue" in reply["Subject"]
+    assert reply["In-Reply-To"] == msg["Message-ID"]
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert sink.envelopes[0][1] == [SOPHIE]
+    body = text_of(reply)
+    for expected in ("espagnol", "13:30", "90 min", "CLSC de Parc-Extension", "en présentiel"):
+        assert expected in body
+    assert reply.get_body(preferencelist=("html",)) is not None
+    with bot.store.session() as s:
+        req = s.scalars(select(Request)).one()
+        assert req.status == "submitted" and req.ref in reply["Subject"]
+        assert req.date == in_days(10) and req.duration_minutes == 90 and req.target_language == "es"
+
+
+async def test_incomplete_then_completed_by_reply(bot, sink):
+    d = in_days(12)
+    first = make_mail(f"Bonjour, j'aurais besoin d'un interprète en arabe le {format_date(d, 'fr')} à 10h.\n"
+                      "Emplacement : CLSC Ahuntsic\n\nMerci", sender="karine.gauthier.cnmtl@ssss.gouv.qc.ca")
+    await send(bot.port, first, sender="karine.gauthier.cnmtl@ssss.gouv.qc.ca")
+    await wait_for(lambda: sink.messages)
+    incomplete = sink.messages[0]
+    assert "Demande incomplète" in incomplete["Subject"]
+    body = text_of(incomplete)
+    assert "durée" in body and "mode" in body
+    ref = incomplete["Subject"].split("]")[0].strip("[")
+    quoted = "\n".join("> " + line for line in body.splitlines())
+    answer = make_mail(f"Durée 1h, en présentiel.\n\n{quoted}", sender="karine.gauthier.cnmtl@ssss.gouv.qc.ca",
+                       subject=f"RE: {incomplete['Subject']}", in_reply_to=incomplete["Message-ID"])
+    await send(bot.port, answer, sender="karine.gauthier.cnmtl@ssss.gouv.qc.ca")
+    await wait_for(lambda: len(sink.messages) >= 2)
+    done = sink.messages[1]
+    assert done["Subject"] == f"[{ref}] Demande reçue"
+    assert count(bot.store, Request) == 1
+    with bot.store.session() as s:
+        req = s.scalars(select(Request)).one()
+        assert (req.status, req.ref, req.duration_minutes, req.mode) == ("submitted", ref, 60, "in_person")
+
+
+async def test_unknown_sender_gets_access_reply_and_no_request(bot, sink):
+    await send(bot.port, make_mail(complete_request(in_days(9)), sender="someone@gmail.com"), sender="someone@gmail.com")
+    await wait_for(lambda: sink.messages)
+    assert "accès" in sink.messages[0]["Subject"].lower() or "access" in sink.messages[0]["Subject"].lower()
+    assert count(bot.store, Request) == 0
+
+
+BOUNCE = b"""From: MAILER-DAEMON@mx.example.org
+To: biq@ssss.gouv.qc.ca
+Subject: Undelivered Mail Returned to Sender
+Date: Fri, 20 Nov 2026 12:00:03 -0500
+Message-ID: <bounce-1@mx.example.org>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+Your message could not be delivered.
+--B
+Content-Type: message/delivery-status
+
+Final-Recipient: rfc822; nobody@example.org
+Action: failed
+Status: 5.1.1
+
+--B--
+"""
+
+
+async def test_auto_reply_and_bounce_are_stored_but_not_answered(bot, sink):
+    ooo = make_mail("Je suis absente jusqu'au 30 novembre.", subject="Réponse automatique : [BIQ-000001]",
+                    headers={"Auto-Submitted": "auto-replied"})
+    await send(bot.port, ooo)
+    await send(bot.port, BOUNCE, sender="")
+    listed = make_mail(complete_request(in_days(9)), headers={"List-Id": "<infolettre.example.org>",
+                                                              "Precedence": "bulk"})
+    await send(bot.port, listed)
+    await wait_for(lambda: count(bot.store, InboundMessage, InboundMessage.state == "ignored") == 3)
+    await asyncio.sleep(0.3)
+    assert sink.messages == []
+    assert count(bot.store, Request) == 0
+    assert count(bot.store, InboundMessage) == 3
+
+
+async def test_same_message_twice_gives_one_request_and_one_reply(bot, sink):
+    msg = make_mail(complete_request(in_days(15)))
+    await send(bot.port, msg)
+    await send(bot.port, msg)
+    await wait_for(lambda: sink.messages)
+    await wait_for(lambda: count(bot.store, InboundMessage, InboundMessage.state == "new") == 0)
+    await asyncio.sleep(0.3)
+    assert len(sink.messages) == 1
+    assert count(bot.store, Request) == 1
+    assert count(bot.store, InboundMessage) == 1
+
+
+async def test_unknown_recipient_is_refused(bot):
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await send(bot.port, make_mail("x"), rcpt="someone-else@ssss.gouv.qc.ca")
+
+
+async def test_store_unavailable_answers_451_then_recovers(bot, sink, db_url):
+    msg = make_mail(complete_request(in_days(20)))
+    with _store_down(db_url):
+        with pytest.raises(aiosmtplib.SMTPDataError) as err:
+            await send(bot.port, msg)
+        assert err.value.code == 451
+    assert count(bot.store, InboundMessage) == 0
+    await send(bot.port, msg)  # the sending server retries later
+    await wait_for(lambda: sink.messages)
+    assert count(bot.store, Request) == 1
+
+
+@contextlib.contextmanager
+def _store_down(db_url: str):
+    """Make the real store refuse writes: an exclusive SQLite lock, or a PostgreSQL database closed."""
+    if db_url.startswith("sqlite"):
+        conn = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    base, name = db_url.rsplit("/", 1)
+    admin = psycopg.connect(base + "/postgres", autocommit=True)
+    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    try:
+        yield
+    finally:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.close()
+
+
+async def test_relay_down_reply_waits_and_goes_out_once(db_url):
+    port = free_port()
+    settings = make_settings(db_url, f"smtp://127.0.0.1:{port}")
+    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
+    await service.start()
+    sink = None
+    try:
+        await send(service.port, make_mail(complete_request(in_days(8))))
+        await wait_for(lambda: count(service.store, Outbox, Outbox.attempts >= 2, Outbox.state == "pending"))
+        sink = Sink(port).start()  # the relay comes back
+        await wait_for(lambda: sink.messages)
+        await wait_for(lambda: count(service.store, Outbox, Outbox.state == "sent") == 1)
+        await asyncio.sleep(0.5)
+        assert len(sink.messages) == 1
+    finally:
+        await service.stop()
+        service.store.dispose()
+        if sink:
+            sink.stop()
+
+
+async def test_relay_permanent_failure_is_recorded(db_url):
+    class Refusing(Sink):
+        async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: ANN001
+            return "550 5.1.1 No such user"
+
+    sink = Refusing().start()
+    settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}")
+    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
+    await service.start()
+    try:
+        await send(service.port, make_mail(complete_request(in_days(8))))
+        await wait_for(lambda: count(service.store, Outbox, Outbox.state == "failed") == 1)
+        with service.store.session() as s:
+            row = s.scalars(select(Outbox)).one()
+            assert row.attempts == 1 and "550" in row.last_error
+    finally:
+        await service.stop()
+        service.store.dispose()
+        sink.stop()
+
+
+async def test_folder_target_writes_eml(db_url, tmp_path: Path):
+    settings = make_settings(db_url, f"dir:{tmp_path / 'out'}")
+    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
+    await service.start()
+    try:
+        await send(service.port, make_mail(complete_request(in_days(8))))
+        files = await wait_for(lambda: list((tmp_path / "out").glob("*.eml")))
+        assert len(files) == 1
+        content = files[0].read_bytes()
+        assert b"Subject: [BIQ-" in content and b"Auto-Submitted: auto-replied" in content
+    finally:
+        await service.stop()
+        service.store.dispose()
+
+
+async def test_replies_per_sender_are_capped(db_url, sink):
+    settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}", replies_per_sender_per_hour=3)
+    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
+    await service.start()
+    try:
+        for _ in range(6):
+            await send(service.port, make_mail("mes demandes", subject="mes demandes"))
+        await wait_for(lambda: count(service.store, InboundMessage, InboundMessage.state == "done") == 6)
+        await asyncio.sleep(0.5)
+        assert len(sink.messages) == 3
+    finally:
+        await service.stop()
+        service.store.dispose()
+
+
+async def test_cancel_by_reply(bot, sink):
+    await send(bot.port, make_mail(complete_request(in_days(10))))
+    await wait_for(lambda: sink.messages)
+    first = sink.messages[0]
+    await send(bot.port, make_mail("annuler\n\nSophie", subject=f"RE: {first['Subject']}",
+                                   in_reply_to=first["Message-ID"]))
+    await wait_for(lambda: len(sink.messages) >= 2)
+    assert "annulée" in sink.messages[1]["Subject"]
+    with bot.store.session() as s:
+        assert s.scalars(select(Request)).one().status == "cancelled"
+
+
+async def test_requester_cannot_cancel_another_installations_request(bot, sink):
+    await send(bot.port, make_mail(complete_request(in_days(10))))
+    await wait_for(lambda: sink.messages)
+    ref = sink.messages[0]["Subject"].split("]")[0].strip("[")
+    await send(bot.port, make_mail(f"Please cancel {ref}.", sender=JENNIFER, subject="Cancel"), sender=JENNIFER)
+    await wait_for(lambda: len(sink.messages) >= 2)
+    assert "not found" in sink.messages[1]["Subject"].lower() or "introuvable" in sink.messages[1]["Subject"].lower()
+    with bot.store.session() as s:
+        assert s.scalars(select(Request)).one().status == "submitted"
