@@ -35,10 +35,18 @@ def tokens(text: str) -> list[tuple[str, int, int]]:
     out = []
     for m in re.finditer(r"\w+", fold(text)):
         w = m.group()
+        if not w.isascii() or any(c in text[m.start():m.end()] for c in "œŒæÆß"):
+            w = _ligatures(text[m.start():m.end()])
         if w in STOPWORDS:
             continue
         out.append((EQUIVALENT.get(w, w), m.start(), m.end()))
     return out
+
+
+def _ligatures(word: str) -> str:
+    """'Cœur' → 'coeur': ligatures expand in keys (the folded text keeps one char per char)."""
+    word = word.replace("œ", "oe").replace("Œ", "oe").replace("æ", "ae").replace("Æ", "ae").replace("ß", "ss")
+    return fold(word)
 
 
 def key(text: str) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ REF_TAG = re.compile(r"\[\s*biq[\s\-#:]*0*(\d{1,9})\s*\]")
 REF_TEXT = re.compile(
     r"(?:\bbiq[\s\-#:]*0*(\d{1,9})\b|"
     r"\b(?:demande|request|requete|req|reservation|booking|ref|reference)\s*(?:no\.?|n°|nº|no|numero|number|num|#)\s*0*(\d{3,9})\b|"
+    r"\b(?:ref|reference)\.?\s*:?\s*0*(\d{3,9})\b|"
     r"\b(?:demande|request|requete|reservation|booking)\s+#?0*(\d{4,9})\b|"
     r"(?<![\w#])#\s?0*(\d{3,9})\b)")
 
@@ -52,7 +53,8 @@ NEW = re.compile(
     r"new appointment|sollicite|interprete|interpreter|formulaire)\b")
 OTHER_ONLY = re.compile(
     r"^\W*(?:(?:bonjour|allo|hi|hello)\W+)?(?:merci|thanks|thank you|thx|parfait|super|ok|d'accord|genial|"
-    r"great|perfect)\b[^?]{0,80}$")
+    r"great|perfect)(?:\s+(?:beaucoup|bien|a lot|so much|very much|encore|again|pour (?:la|le|votre|your) \w+|"
+    r"for (?:the|your) \w+))*[\s!.,:)(\w]{0,25}$")
 NOTIFICATIONS = re.compile(r"\b(?:desactiver|activer|reactiver|turn (?:off|on)|disable|enable|stop|arreter)\s+"
                            r"(?:les |the |my |mes )?(?:notifications|courriels|emails|avis)")
 

@@ -48,7 +48,8 @@ DAY_MONTH = re.compile(
     rf"((?:(?:\s*,\s*|\s+(?:et|and|&)\s+)(?:(?:{_WD})s?\s+)?(?:le\s+)?\d{{1,2}}{_ORD})*)"
     rf"\s+(?:de\s+|of\s+)?({_MONTH})\b\.?(?:,?\s+(20\d\d))?")
 MONTH_DAY = re.compile(
-    rf"\b(?:({_WD})\.?,?\s+)?({_MONTH})\b\.?\s+(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?:,?\s+(20\d\d))?")
+    rf"\b(?:({_WD})\.?,?\s+)?({_MONTH})\b\.?\s+(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?:,?\s+(20\d\d))?"
+    rf"((?:(?:\s*,\s*|\s+(?:and|&|et)\s+)\d{{1,2}}{_ORD}\b{_NOT_TIME})*)")
 RELATIVE_DAY = re.compile(
     r"\b(apres[- ]demain|the day after tomorrow|demain|tomorrow|aujourd'?\s?hui|today|tonight|ce soir)\b")
 WEEKDAY_PHRASE = re.compile(
@@ -64,7 +65,8 @@ TIME_WORD = re.compile(r"(?<!apres-)(?<!apres )(?<!after)\b(midi|noon|minuit|mid
 BARE_HOUR = re.compile(r"(?<![\d:/.,-])(1[0-2]|0?[1-9])(?![\d:/.,h])")
 RANGE_SEP = re.compile(r"^\s*(?:-+|a|à|to|until|till|jusqu'?\s?a|et|and)\s*$")
 
-DURATION_HM = re.compile(r"(?<![\d:/])(\d)\s?h\s?([0-5]\d)(?![\d])")
+DURATION_HM = re.compile(r"(?<![\d:/-])(\d)[ \t]*(?:heures?|hours?|hrs?)[ \t]*(?:et[ \t]*|and[ \t]*)?([0-5]\d)"
+                         r"(?:[ \t]*(?:minutes?|mins?|mn))?(?![\d])")
 DURATION_HOURS = re.compile(r"(?<![\d:/-])(\d{1,2}(?:[.,]\d{1,2})?)[ \t]*(?:-[ \t]*)?(?:heures?|hours?|hrs?|h)(?![a-z\d])")
 DURATION_MIN = re.compile(r"(?<![\d:/-])(\d{1,3})[ \t]*(?:-[ \t]*)?(?:minutes?|mins?|mn)\b")
 NUMBER_WORDS = {
@@ -215,17 +217,16 @@ def find_dates(t: str, today: date) -> list[DateMention]:
         if not free(m.start(), m.end()):
             continue
         month = MONTHS.get(m.group(2))
-        if not month or (len(m.group(2)) <= 3 and m.group(2) in ("mar", "may", "jun", "jul")
-                         and not m.group(1) and m.group(2) != "may"):
-            pass
         if not month:
             continue
-        d = _future(int(m.group(3)), month, _year(m.group(4)), today)
+        days = [int(m.group(3))] + [int(x) for x in re.findall(r"(\d{1,2})" + _ORD + r"(?!\d)", m.group(5) or "")]
+        dates = [_future(day, month, _year(m.group(4)), today) for day in days]
         wd = WEEKDAYS.get(m.group(1)) if m.group(1) else None
-        if d is None:
-            add(DateMention(m.start(), m.end(), [], True, wd))
-            continue
-        add(DateMention(m.start(), m.end(), [d], wd is not None and d.weekday() != wd, wd))
+        uncertain = any(x is None for x in dates)
+        dates = [x for x in dates if x]
+        if wd is not None and any(x.weekday() != wd for x in dates[:1]):
+            uncertain = True
+        add(DateMention(m.start(), m.end(), dates, uncertain, wd))
     for m in NUM_DATE.finditer(t):
         if not free(m.start(), m.end()):
             continue
@@ -233,7 +234,9 @@ def find_dates(t: str, today: date) -> list[DateMention]:
         if not (1 <= month <= 12 and 1 <= day <= 31):
             continue
         before = t[max(0, m.start() - 25):m.start()]
-        if not year and not re.search(rf"(?:\b(?:le|les|du|au|et|and|on|for|date|the|{_WD})|[,:(])\s*$", before):
+        after = t[m.end():m.end() + 12]
+        if not year and not re.search(rf"(?:\b(?:le|les|du|au|et|and|on|for|date|the|{_WD})|[,:(])\s*$", before) \
+                and not re.match(r"\s*(?:a|at|,)?\s*\d{1,2}\s*(?:h|:)", after):
             continue  # "24/7", "2/3 des patients": not a date without a cue
         if "." in m.group(0) and not year:
             continue  # "2.14" is a room number
@@ -402,7 +405,8 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
                     durations.append(DurationMention(s, e, v))
                 continue
         times.append(TimeMention(s, e, v))
-    for rx, conv in ((DURATION_HOURS, lambda m: round(float(m.group(1).replace(",", ".")) * 60)),
+    for rx, conv in ((DURATION_HM, lambda m: int(m.group(1)) * 60 + int(m.group(2))),
+                     (DURATION_HOURS, lambda m: round(float(m.group(1).replace(",", ".")) * 60)),
                      (DURATION_MIN, lambda m: int(m.group(1)))):
         for m in rx.finditer(t):
             if any(x.start <= m.start() < x.end for x in times) or any(d.start <= m.start() < d.end for d in durations) \

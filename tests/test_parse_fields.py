@@ -1,0 +1,204 @@
+"""Extractor tests on phrasings of our own (French and English), including the known traps."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from parsers.request import parse_text
+
+FRI = date(2026, 11, 20)  # a Friday, like the issue's reference date
+MON = date(2026, 11, 16)
+THU = date(2026, 11, 19)
+
+
+def p(directory, text, today=FRI, **kw):
+    return parse_text(directory, text, today=today, **kw).as_contract()
+
+
+def appts(directory, text, today=FRI, **kw):
+    return [(a["date"], a["start_time"], a["duration_minutes"]) for a in p(directory, text, today, **kw)["appointments"]]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Interprète espagnol mardi prochain à 14h30, 1h.", [("2026-11-24", "14:30", 60)]),
+    ("Interprète arabe le 3/12 à 13 h 30 pour 1 h.", [("2026-12-03", "13:30", 60)]),
+    ("Interprète arabe 3/12 à 13 h 30, 90 min.", [("2026-12-03", "13:30", 90)]),
+    ("Besoin d'un interprète en russe demain 10h, 45 min.", [("2026-11-21", "10:00", 45)]),
+    ("Interprète tamoul le 2026-12-03 à 9h00, durée 2 heures.", [("2026-12-03", "09:00", 120)]),
+    ("Interprète tamoul le 3 déc. à 9 h, durée 1 heure 30.", [("2026-12-03", "09:00", 90)]),
+    ("Interprète en farsi le jeudi 10 décembre en après-midi, 13h30, pour une heure.", [("2026-12-10", "13:30", 60)]),
+    ("Interprète swahili le 8 décembre de midi à 13h.", [("2026-12-08", "12:00", 60)]),
+    ("Interprète somali le 8 décembre, 13h-14h30.", [("2026-12-08", "13:00", 90)]),
+    ("Interprète somali le 8 décembre de 9 h à 11 h.", [("2026-12-08", "09:00", 120)]),
+    ("Interprète hindi les 1er, 8 et 15 décembre à 10h, 1h chaque fois.",
+     [("2026-12-01", "10:00", 60), ("2026-12-08", "10:00", 60), ("2026-12-15", "10:00", 60)]),
+    ("Interprète pour une demi-heure le 9 décembre à 8h.", [("2026-12-09", "08:00", 30)]),
+    ("Interprète en ourdou le 9 décembre à 8 h, une heure et demie.", [("2026-12-09", "08:00", 90)]),
+    ("Interprète le 9 décembre à 8h pour quarante-cinq minutes.", [("2026-12-09", "08:00", 45)]),
+    ("Interpreter needed on Dec 3rd at 2:30 pm for 90 minutes.", [("2026-12-03", "14:30", 90)]),
+    ("Interpreter needed on the 3rd of December at 2 p.m., about an hour.", [("2026-12-03", "14:00", 60)]),
+    ("Interpreter needed this Thursday between 2 and 3 pm.", [("2026-11-26", "14:00", 60)]),
+    ("Interpreter needed on December 3, 2026 from 9 a.m. to noon.", [("2026-12-03", "09:00", 180)]),
+    ("Interpreter on Dec 1, 8 and 15 at 9:00, one hour each.",
+     [("2026-12-01", "09:00", 60), ("2026-12-08", "09:00", 60), ("2026-12-15", "09:00", 60)]),
+    ("Interprète en arabe le 10 janvier à 10h, 1h.", [("2027-01-10", "10:00", 60)]),
+    ("Interprète aujourd'hui à 15 h, 30 minutes.", [("2026-11-20", "15:00", 30)]),
+])
+def test_dates_times_durations(directory, text, expected):
+    assert appts(directory, text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "Interprète arabe le jeudi 5 décembre de 13h à 15h.",       # 5 Dec 2026 is a Saturday
+    "Interprète arabe vendredi prochain à 10h, 1h.",             # said on Thursday: tomorrow or in 8 days?
+])
+def test_uncertain_dates_are_null(directory, text):
+    got = appts(directory, text, today=THU)
+    assert got and all(a[0] is None for a in got)
+
+
+def test_weekday_prochain_with_explicit_date_is_trusted(directory):
+    assert appts(directory, "interprète russe vendredi prochain 27 nov à 10h, 1h", today=THU) == [("2026-11-27", "10:00", 60)]
+
+
+def test_je_is_not_jeudi_and_lundi_14h_is_not_the_14th(directory):
+    assert appts(directory, "Je voudrais un interprète lundi 14h, 1h.", today=date(2026, 11, 21)) == [("2026-11-23", "14:00", 60)]
+
+
+def test_conflicting_times_give_no_time(directory):
+    got = appts(directory, "Interprète arabe le 8 décembre à 9h ou à 14h, 1h.")
+    assert got == [("2026-12-08", None, 60)]
+
+
+def test_replaced_values_are_dropped(directory):
+    assert appts(directory, "Finalement ce sera 15h au lieu de 14h.") == [(None, "15:00", None)]
+    assert appts(directory, "La rencontre durera plutôt 2 heures (et non 1 h).") == [(None, None, 120)]
+    assert appts(directory, "rdv le 8 décembre à 14h (non, 14h30 désolé), 1h") == [("2026-12-08", "14:30", 60)]
+
+
+def test_time_early_is_not_a_duration(directory):
+    assert appts(directory, "Le 9 décembre de 13h à 14h30. Please come 10 minutes early.") == [("2026-12-09", "13:00", 90)]
+
+
+def test_room_numbers_and_phone_numbers_are_not_dates(directory):
+    got = p(directory, "Interprète arabe le 8 décembre à 10h, 1h, bureau 2.14, téléphone 514-555-0199.")
+    assert [a["date"] for a in got["appointments"]] == ["2026-12-08"]
+
+
+@pytest.mark.parametrize("text,code", [
+    ("interprète en espagnole svp", "es"),
+    ("interprète tigrinia", "ti"),
+    ("interprète en arabe syrien", "ar"),
+    ("interprète en Kurde sorani", "ckb"),
+    ("interprète kurde", "ku"),
+    ("an interpreter for a Vietnamese-speaking lady", "vi"),
+    ("interprète en créole haïtien", "ht"),
+    ("interprète LSQ", "fcs"),
+    ("interprète en somalienne", "so"),
+])
+def test_languages(directory, text, code):
+    assert p(directory, text + " le 8 décembre à 10h")["target_language"] == code
+
+
+def test_source_language_only_when_stated(directory):
+    assert p(directory, "interprète français-espagnol le 8 décembre")["source_language"] == "fr"
+    assert p(directory, "interpreter English–Tigrinya on Dec 8")["source_language"] == "en"
+    got = p(directory, "interprète wolof le 8 décembre. Le papa parle un peu français.")
+    assert got["source_language"] is None and got["target_language"] == "wo"
+
+
+def test_karen_is_a_name_unless_it_is_a_language(directory):
+    got = p(directory, "Bonjour, Karen m'a dit d'écrire. Interprète en arabe le 8 décembre à 10h.")
+    assert got["target_language"] == "ar"
+
+
+@pytest.mark.parametrize("text,inst", [
+    ("au CLSC de Côte-des-Neiges", "clsc-cote-des-neiges"),
+    ("à l'Hôpital Sacré-Cœur", "hopital-sacre-coeur"),
+    ("at the Jewish General", "hopital-general-juif"),
+    ("au CLSC St-Michel", "clsc-saint-michel"),
+    ("à HMR", "hopital-maisonneuve-rosemont"),
+    ("at the Glen", "cusm-glen"),
+    ("à Ste-Justine", "chu-sainte-justine"),
+    ("au clsc samuel de champlain", "clsc-samuel-de-champlain"),
+])
+def test_installations(directory, text, inst):
+    assert p(directory, f"Interprète arabe le 8 décembre à 10h {text}.")["location"] == inst
+
+
+def test_street_names_and_negated_places_are_not_the_location(directory):
+    got = p(directory, "Interprète arabe le 8 décembre à 10h au 1385 rue Jean-Talon Est, app. 4.")
+    assert got["location"] is None
+    got = p(directory, "Le rendez-vous aura lieu à l'Hôpital de Verdun et non au CLSC de Verdun.",
+            reply=True)
+    assert got["location"] == "hopital-verdun"
+
+
+def test_interpreters(directory):
+    assert p(directory, "Interprète polonais le 8 décembre, si possible Mme Nowak.")["preferred_interpreter"] == "int-024"
+    assert p(directory, "Interprète espagnol le 8 décembre, nous aimerions avoir Carlos Ramirez.")["preferred_interpreter"] == "int-016"
+    assert p(directory, "Interprète turc le 8 décembre. La patiente aimerait avoir Ayşe Demir.")["preferred_interpreter"] == "Ayşe Demir"
+    assert p(directory, "Interprète arabe le 8 décembre.\nNadia Haddad", sender_name="Haddad, Nadia")["preferred_interpreter"] is None
+
+
+def test_phone_of_the_user_not_of_the_sender(directory):
+    got = p(directory, "Interprète le 8 décembre. Vous pouvez me joindre au 514-555-0166, poste 2231.")
+    assert got["user_phone"] is None
+    got = p(directory, "Interprète arabe le 8 décembre. Merci d'aviser la patiente du rendez-vous au (450) 555-0127.")
+    assert (got["notify_user"], got["user_phone"]) == (True, "450-555-0127")
+    got = p(directory, "Pas besoin d'aviser le patient. Interprète le 8 décembre.")
+    assert got["notify_user"] is False
+
+
+@pytest.mark.parametrize("text,mode", [
+    ("en visioconférence (Teams)", "video"),
+    ("par Zoom", "video"),
+    ("par téléphone", "phone"),
+    ("by phone instead of in person", "phone"),
+    ("sur place", "in_person"),
+    ("en présentiel ou par téléphone, je ne sais pas encore", None),
+])
+def test_mode(directory, text, mode):
+    assert p(directory, f"Interprète arabe le 8 décembre à 10h {text}.")["mode"] == mode
+
+
+@pytest.mark.parametrize("text,intent,ref", [
+    ("SVP annuler la demande BIQ-004812.", "cancel", "BIQ-004812"),
+    ("Please cancel request #5007.", "cancel", "BIQ-005007"),
+    ("Est-ce que vous avez trouvé quelqu'un pour la demande biq 4870?", "status", "BIQ-004870"),
+    ("mes demandes", "status", None),
+    ("Merci beaucoup!", "other", None),
+    ("désactiver les notifications", "other", None),
+    ("Pour la BIQ-5034 ce sera finalement par téléphone.", "modify", "BIQ-005034"),
+    ("Je dois annuler la demande no 4821.", "cancel", "BIQ-004821"),
+    ("Any update on ref. 4966?", "status", "BIQ-004966"),
+])
+def test_intents_and_references(directory, text, intent, ref):
+    got = p(directory, text)
+    assert (got["intent"], got["ref"]) == (intent, ref)
+
+
+def test_chart_number_is_not_a_reference(directory):
+    assert p(directory, "Interprète dari pour M. H. (dossier 4471203) le 8 décembre à 10h.")["ref"] is None
+
+
+def test_form_labels_english(directory):
+    text = ("Location: CLSC Verdun\nMode: Video\nSource language: English\nTarget language: Tamil\n"
+            "Date: 2026-12-04\nStart time: 1:30 PM\nDuration: 45 minutes\nInterpreter type: External provider\n"
+            "Should the interpreter notify the user of the appointment? Yes\nUser's phone: 514 555 0101\n"
+            "Reason: Follow-up\nMessage to the interpreter: Call the front desk.\n")
+    got = p(directory, text)
+    assert got["location"] == "clsc-verdun" and got["mode"] == "video"
+    assert (got["source_language"], got["target_language"]) == ("en", "ta")
+    assert got["appointments"] == [{"date": "2026-12-04", "start_time": "13:30", "duration_minutes": 45}]
+    assert got["interpreter_type"] == "external" and got["notify_user"] is True
+    assert got["user_phone"] == "514-555-0101" and got["reason"] == "Follow-up"
+    assert got["message_to_interpreter"] == "Call the front desk."
+
+
+def test_reason_phrases(directory):
+    assert p(directory, "Interprète arabe le 8 décembre à 10h pour une consultation en cardiologie au CHUM.")["reason"] \
+        == "consultation en cardiologie"
+    assert p(directory, "Interpreter on Dec 8 at 10 am for his annual check-up.")["reason"] == "annual check-up"
