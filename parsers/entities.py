@@ -332,6 +332,9 @@ TRAILING = re.compile(r"(?:\s+(?:au|aux|a|à|at|in|de|du|des|the|en|on|le|la|les
 LEADING_PATIENT = re.compile(r"^(?:(?:a )?patient who is |(?:un |une )?patiente? qui |the patient is )", re.I)
 
 
+SHORT_SENTENCE = re.compile(r"(?:^|(?<=[.!?]\s)|(?<=\n))([^.!?\n]{4,80})(?=[.!?]|\n|$)")
+
+
 def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]]) -> str | None:
     if "reason" in form:
         return form["reason"][0] or None
@@ -359,7 +362,7 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
     if best:
         return best
     # a short standalone noun phrase: "Consultation en orthopédie." / "Physio sessions."
-    for sm in re.finditer(r"(?:^|(?<=[.!?]\s)|(?<=\n))([^.!?\n]{4,80})(?=[.!?]|\n|$)", original):
+    for sm in SHORT_SENTENCE.finditer(original):
         s = sm.group(1).strip()
         f = _f(s)
         if re.match(r"^(?:consultation|rencontre|suivi|evaluation|rdv|seances?|sessions?|follow-up|physio|"
@@ -370,12 +373,16 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
     return None
 
 
+PHRASE_MAX = 160  # a reason is a few words: never scan further (keeps long lines linear)
+
+
 def _phrase_end(folded: str, start: int, claimed: list[tuple[int, int]], commas: bool = True) -> int:
-    m = REASON_STOP.search(folded, start)
-    end = m.start() if m else len(folded)
+    limit = min(len(folded), start + PHRASE_MAX)
+    m = REASON_STOP.search(folded, start, limit)
+    end = m.start() if m else limit
     if not commas and m and m.group().startswith(","):
-        m2 = re.compile(r"[.;!?\n]").search(folded, start)
-        end = m2.start() if m2 else len(folded)
+        m2 = re.compile(r"[.;!?\n]").search(folded, start, limit)
+        end = m2.start() if m2 else limit
     for a, _b in claimed:
         if start < a < end:
             end = a

@@ -144,44 +144,55 @@ def unflow(text: str, delsp: bool = False) -> str:
     return "\n".join(out)
 
 
-BLOCK_TAGS = {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol",
-              "blockquote", "hr", "pre", "section", "article", "header", "footer"}
+BLOCK = re.compile(r"<(?:/?(?:p|div|br|tr|li|h[1-6]|table|ul|ol|pre|section|article|header|footer)\b)[^>]*>", re.I)
+CELL_END = re.compile(r"</t[dh]\s*>", re.I)
+HR = re.compile(r"<hr\b[^>]*>", re.I)
+QUOTE_OPEN = re.compile(r"<blockquote\b[^>]*>", re.I)
+QUOTE_CLOSE = re.compile(r"</blockquote\s*>", re.I)
+DROP = re.compile(r"<(style|script|head|title)\b.*?</\1\s*>", re.I | re.S)
 
 
 def html_to_text(html: str) -> str:
-    """Readable text of an HTML body: one line per block, table cells separated by ' : '."""
-    if len(html) > 2_000_000:
-        html = html[:2_000_000]
+    """Readable text of an HTML body: one line per block, table cells joined by ' : ',
+    quoted blocks prefixed with '> '. Block boundaries are marked with linear regex passes, so
+    pathological nesting costs no more than its size; BeautifulSoup only extracts the text."""
+    html = html[:2_000_000]
+    html = DROP.sub(" ", html)
+    html = HR.sub("\n________________________________\n", html)
+    html = QUOTE_OPEN.sub("\n\x1e", html)
+    html = QUOTE_CLOSE.sub("\x1d\n", html)
+    html = CELL_END.sub("\x1f", html)
+    html = BLOCK.sub("\n", html)
     try:
-        soup = BeautifulSoup(html, "html.parser")
-    except Exception:  # noqa: BLE001 - pathological markup: fall back to stripping tags
-        return re.sub(r"<[^>]*>", " ", html)
-    for tag in soup(["style", "script", "head", "title", "meta"]):
-        tag.decompose()
-    for tag in soup.find_all("blockquote"):
-        # quoted previous messages in HTML replies: mark them like plain-text quoting
-        quoted = tag.get_text("\n")
-        tag.replace_with("\n" + "\n".join("> " + ln for ln in quoted.splitlines()) + "\n")
-    for tag in soup.find_all("hr"):
-        tag.replace_with("\n________________________________\n")
-    for tr in soup.find_all("tr"):
-        cells = [c.get_text(" ", strip=True) for c in tr.find_all(["td", "th"])]
-        tr.replace_with("\n" + " : ".join(c.rstrip(" :") for c in cells if c) + "\n")
-    for tag in soup.find_all(BLOCK_TAGS):
-        tag.insert_before("\n")
-        tag.insert_after("\n")
-    text = soup.get_text()
-    text = text.replace("\u00a0", " ")
-    lines = [" ".join(ln.split()) for ln in text.splitlines()]
+        text = BeautifulSoup(html, "html.parser").get_text()
+    except Exception:  # noqa: BLE001 - pathological markup: strip the tags ourselves
+        text = re.sub(r"<[^>]*>", " ", html)
     out: list[str] = []
-    for ln in lines:
-        if ln or (out and out[-1]):
-            out.append(ln)
+    depth = 0
+    for raw in text.replace("\u00a0", " ").split("\n"):
+        opens, closes = raw.count("\x1e"), raw.count("\x1d")
+        cells = [" ".join(c.split()) for c in raw.replace("\x1e", "").replace("\x1d", "").split("\x1f")]
+        line = " : ".join(c.rstrip(" :") for c in cells if c)
+        depth += opens
+        if line:
+            out.append(("> " if depth > 0 else "") + line)
+        elif out and out[-1]:
+            out.append("")
+        depth = max(0, depth - closes)
     return "\n".join(out).strip()
 
 
 def read_email(raw: bytes) -> MailMessage:
     """Parse raw bytes into a `MailMessage`. Never raises."""
+    try:
+        return _read_email(raw)
+    except (RecursionError, MemoryError, Exception) as exc:  # noqa: BLE001 - last line of defence
+        m = MailMessage()
+        m.defects.append(f"unreadable MIME structure: {type(exc).__name__}")
+        return m
+
+
+def _read_email(raw: bytes) -> MailMessage:
     m = MailMessage()
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)

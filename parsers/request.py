@@ -21,6 +21,8 @@ from .quotes import current_text, is_forward, is_reply
 from .text import clean_typography, fold
 
 MONTREAL = ZoneInfo("America/Montreal")
+MAX_FIELD_TEXT = 12_000  # a request fits in far less; bounding it bounds the cost of a pathological body
+MAX_QUOTE_TEXT = 60_000
 SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|tr|fwd?|fw|aw|r|rep|réf|ref)\s*:\s*)+", re.I)
 
 
@@ -81,7 +83,7 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
                automatic: bool = False, reply: bool = False) -> ParsedRequest:
     """Extract every field from the current text (quotes already removed)."""
     d.build()
-    text = clean_typography(text)
+    text = clean_typography(text[:MAX_FIELD_TEXT])
     folded = fold(text)
     subject_clean = SUBJECT_PREFIX.sub("", subject or "")
     subject_folded = fold(subject_clean)
@@ -129,7 +131,7 @@ def parse_email(d: Directory, raw: bytes) -> tuple[ParsedRequest, MailMessage]:
     mail = read_email(raw)
     forward = is_forward(mail.subject, mail.text)
     reply = not forward and (is_reply(mail.subject) or bool(mail.in_reply_to))
-    text = current_text(mail.text, mail.subject, mail.from_name)
+    text = current_text(mail.text[:MAX_QUOTE_TEXT], mail.subject, mail.from_name)
     parsed = parse_text(d, text, today=local_date(mail.date), subject=mail.subject,
                         sender_name=mail.from_name, automatic=mail.is_automatic, reply=reply)
     return parsed, mail
@@ -149,24 +151,34 @@ class ChatMessage:
     language_code: str
 
 
-def read_update(data: dict) -> ChatMessage:
-    msg = data.get("message") or data.get("edited_message") or {}
-    frm = msg.get("from") or {}
+def _obj(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def read_update(data: object) -> ChatMessage:
+    """The fields of a Bot API Update that matter; any malformed part reads as absent."""
+    data = _obj(data)
+    msg = _obj(data.get("message")) or _obj(data.get("edited_message"))
+    frm = _obj(msg.get("from"))
     ts = msg.get("date")
-    moment = datetime.fromtimestamp(ts, MONTREAL) if isinstance(ts, (int, float)) else None
+    try:
+        moment = datetime.fromtimestamp(ts, MONTREAL) if isinstance(ts, (int, float)) else None
+    except (OverflowError, OSError, ValueError):
+        moment = None
+    text = msg.get("text") or msg.get("caption") or ""
     return ChatMessage(
-        update_id=data.get("update_id"),
-        chat_id=(msg.get("chat") or {}).get("id"),
+        update_id=data.get("update_id") if isinstance(data.get("update_id"), int) else None,
+        chat_id=_obj(msg.get("chat")).get("id"),
         user_id=frm.get("id"),
-        username=frm.get("username") or "",
-        name=" ".join(p for p in (frm.get("first_name"), frm.get("last_name")) if p),
-        text=str(msg.get("text") or msg.get("caption") or "")[:20000],
+        username=str(frm.get("username") or ""),
+        name=" ".join(str(p) for p in (frm.get("first_name"), frm.get("last_name")) if p),
+        text=(text if isinstance(text, str) else "")[:20000],
         date=moment,
-        language_code=frm.get("language_code") or "",
+        language_code=str(frm.get("language_code") or ""),
     )
 
 
-def parse_update(d: Directory, data: dict) -> tuple[ParsedRequest, ChatMessage]:
+def parse_update(d: Directory, data: object) -> tuple[ParsedRequest, ChatMessage]:
     chat = read_update(data)
     parsed = parse_text(d, chat.text, today=local_date(chat.date), sender_name=chat.name)
     return parsed, chat

@@ -32,11 +32,20 @@ def fold_char(c: str) -> str:
     return low if len(low) == 1 else base
 
 
+_FOLD_TABLE: dict[int, str] = {}
+
+
 def fold(text: str) -> str:
     """Lower-case, accent-free copy of *text* with exactly the same length."""
     if text.isascii():
         return text.lower().replace("`", "'").replace("\t", " ")
-    return "".join(fold_char(c) for c in text)
+    missing = [c for c in set(text) if ord(c) not in _FOLD_TABLE]
+    for c in missing:
+        if len(_FOLD_TABLE) < 50_000:  # bounded: a hostile message cannot grow it without limit
+            _FOLD_TABLE[ord(c)] = fold_char(c)
+    if len(_FOLD_TABLE) >= 50_000 and missing:
+        return "".join(_FOLD_TABLE.get(ord(c)) or fold_char(c) for c in text)
+    return text.translate(_FOLD_TABLE)
 
 
 def plain(text: str) -> str:

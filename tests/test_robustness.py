@@ -1,0 +1,74 @@
+"""Property-based tests: no input string or byte sequence makes the reader or the parser raise."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from parsers.mime import read_email
+from parsers.request import parse_email, parse_text, parse_update
+
+WORDS = st.sampled_from([
+    "interprète", "arabe", "le", "3", "décembre", "à", "13h30", "1h30", "de", "9h", "midi", "demain",
+    "mardi", "prochain", "BIQ-", "#", "annuler", "au", "CLSC", "HMR", "Mme", "Nowak", "514-555-0101", "/",
+    "12/03", "2026-12-03", "from", "to", "pm", "et", "non", "au lieu de", "\n", "> ", "De :", "Envoyé :",
+    "----- Forwarded message -----", "Emplacement :", "Durée :", "ø", "\u00a0", "\x00", "é", "\u202e",
+])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(WORDS, max_size=60).map(" ".join))
+def test_parse_text_never_raises_on_request_like_text(directory, text):
+    out = parse_text(directory, text, today=date(2026, 11, 20)).as_contract()
+    json.dumps(out)
+    for a in out["appointments"]:
+        if a["duration_minutes"] is not None:
+            assert a["duration_minutes"] > 0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=2000))
+def test_parse_text_never_raises_on_any_text(directory, text):
+    parse_text(directory, text, today=date(2026, 11, 20))
+
+
+HEADERS = st.sampled_from([
+    b"From: a@b.c\r\n", b"From: =?utf-8?q?=E9?= <x@y>\r\n", b"Subject: =?bogus?b?AAAA?=\r\n",
+    b"Content-Type: multipart/mixed; boundary=\"b\"\r\n", b"Content-Type: text/plain; charset=x-unknown\r\n",
+    b"Content-Transfer-Encoding: base64\r\n", b"Content-Transfer-Encoding: quoted-printable\r\n",
+    b"Date: not a date\r\n", b"Auto-Submitted: auto-replied\r\n", b"Return-Path: <>\r\n", b"To: ;;;\r\n",
+    b"Content-Type: text/html\r\n", b"\r\n--b\r\n", b"\r\n--b--\r\n", b"Message-ID: <\r\n",
+])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(HEADERS, st.binary(max_size=200)), max_size=30).map(b"".join))
+def test_email_reader_and_parser_never_raise_on_bytes(directory, raw):
+    read_email(raw)
+    parsed, _ = parse_email(directory, raw)
+    json.dumps(parsed.as_contract())
+
+
+def test_deep_mime_nesting_and_huge_headers_do_not_raise(directory):
+    deep = b"".join(b"Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n" % (i, i) for i in range(3000))
+    parse_email(directory, b"From: a@b.c\r\n" + deep)
+    huge = b"Subject: " + b"x" * 2_000_000 + b"\r\nFrom: a@b.c\r\n\r\nbody"
+    parsed, mail = parse_email(directory, huge)
+    assert len(mail.subject) <= 998
+
+
+def test_zip_bomb_like_html_is_bounded(directory):
+    html = b"<div>" * 200_000 + b"interprete arabe" + b"</div>" * 200_000
+    raw = b"From: a@b.c\r\nContent-Type: text/html\r\n\r\n" + html
+    parse_email(directory, raw)
+
+
+@given(st.dictionaries(st.sampled_from(["message", "update_id", "edited_message"]),
+                       st.one_of(st.none(), st.integers(), st.text(max_size=50),
+                                 st.fixed_dictionaries({"text": st.text(max_size=300), "date": st.integers(0, 2**33)}))))
+@settings(max_examples=200, deadline=None)
+def test_telegram_update_reader_never_raises(directory, data):
+    parse_update(directory, data)
