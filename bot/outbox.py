@@ -129,7 +129,7 @@ class Sender:
                 sent += 1
             except PermanentFailure as exc:
                 error, permanent = str(exc), True
-            except (OSError, aiosmtplib.SMTPException, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, aiosmtplib.SMTPException) as exc:
                 error = f"{type(exc).__name__}: {exc}"
             await asyncio.to_thread(self._finish, row.id, error, permanent, row.attempts)
             if error:
@@ -186,5 +186,5 @@ class Sender:
             self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=self.settings.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

@@ -15,8 +15,8 @@ from store.db import Store
 from .config import Settings
 from .outbox import Sender
 from .pipeline import Pipeline
-from .smtp_server import IntakeHandler, make_smtp_server
 from .setup import prepare_store
+from .smtp_server import IntakeHandler, make_smtp_server
 
 log = logging.getLogger("biq.service")
 
@@ -58,7 +58,7 @@ class Service:
             self.work.clear()
             try:
                 await asyncio.wait_for(self.work.wait(), timeout=self.settings.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def stop(self) -> None:
@@ -71,7 +71,7 @@ class Service:
         for t in self.tasks:
             try:
                 await asyncio.wait_for(t, timeout=10)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 t.cancel()
 
     async def run_forever(self) -> None:

@@ -151,7 +151,7 @@ class Directory:
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
-    def from_folder(cls, folder: str | Path) -> "Directory":
+    def from_folder(cls, folder: str | Path) -> Directory:
         """Read the CSV export of a directory; a missing optional file is an empty table."""
         folder = Path(folder)
 
@@ -183,7 +183,7 @@ class Directory:
         return d
 
     # ---- indexes ---------------------------------------------------------------------------
-    def build(self) -> "Directory":
+    def build(self) -> Directory:
         """Compile the look-up indexes (once; every parse reuses them)."""
         if self._built:
             return self

@@ -76,7 +76,7 @@ def languages(d: Directory, original: str, folded: str, form: dict) -> tuple[str
         if target:
             return source, target, mentions
     # a pair "français-espagnol" / "English–Tigrinya" / "de l'anglais vers le tigrigna"
-    for a, b in zip(mentions, mentions[1:]):
+    for a, b in zip(mentions, mentions[1:], strict=False):
         if a.id in ("fr", "en") and b.id not in ("fr", "en") and PAIR_SEP.match(folded[a.end:b.start]):
             source = source or a.id
     others = [m for m in mentions if m.id not in ("fr", "en")]

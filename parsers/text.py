@@ -68,7 +68,7 @@ class Span:
     kind: str
     value: object = None
 
-    def overlaps(self, other: "Span") -> bool:
+    def overlaps(self, other: Span) -> bool:
         return self.start < other.end and other.start < self.end
 
 

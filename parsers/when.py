@@ -104,6 +104,7 @@ class DateMention:
     dates: list[date]
     uncertain: bool = False
     weekday: int | None = None
+    relative: bool = False  # computed from 'demain', 'mardi prochain'… rather than written out
 
 
 @dataclass
@@ -249,7 +250,7 @@ def find_dates(t: str, today: date) -> list[DateMention]:
             continue
         w = m.group(1)
         offset = 2 if ("apres" in w or "after" in w) else 1 if w in ("demain", "tomorrow") else 0
-        add(DateMention(m.start(), m.end(), [today + timedelta(days=offset)]))
+        add(DateMention(m.start(), m.end(), [today + timedelta(days=offset)], relative=True))
     for m in WEEKDAY_PHRASE.finditer(t):
         if not free(m.start(), m.end()):
             continue
@@ -276,30 +277,28 @@ def find_dates(t: str, today: date) -> list[DateMention]:
             cand = [today + timedelta(days=i) for i in range(0, 370)]
             hits = [c for c in cand if c.day == n and c.weekday() == wd]
             d, uncertain = (hits[0], False) if hits else (d, True)
-        add(DateMention(m.start(), m.end(), [d], uncertain, wd))
+        add(DateMention(m.start(), m.end(), [d], uncertain, wd, relative=not daynum))
     found.sort(key=lambda x: x.start)
     return _merge_adjacent(found, t)
 
 
 def _merge_adjacent(found: list[DateMention], t: str) -> list[DateMention]:
-    """'mardi prochain (24 novembre)': a relative phrase next to an explicit date is one date."""
+    """'mardi prochain (24 novembre)': a relative phrase next to a written date is one date.
+
+    The written date wins when it falls on the stated weekday; otherwise the two disagree and
+    the date is uncertain. Two written dates side by side ('Dec 1, Dec 3') stay two dates.
+    """
     out: list[DateMention] = []
     for m in found:
-        if out:
-            prev = out[-1]
-            between = t[prev.end:m.start]
-            if re.fullmatch(r"[\s,(\-]*", between) and len(prev.dates) == 1 and len(m.dates) == 1:
-                a, b = prev.dates[0], m.dates[0]
-                explicit_first = prev.weekday is None or not prev.uncertain
-                if a == b:
-                    out[-1] = DateMention(prev.start, m.end, [a], prev.uncertain and m.uncertain, prev.weekday)
-                    continue
-                wd = prev.weekday if prev.weekday is not None else m.weekday
-                # the explicit one (with day and month) wins when the weekday agrees with it
-                explicit = b if wd is None or b.weekday() == wd else (a if a.weekday() == wd else None)
-                del explicit_first
-                out[-1] = DateMention(prev.start, m.end, [explicit] if explicit else [], explicit is None, wd)
-                continue
+        prev = out[-1] if out else None
+        if (prev is not None and prev.relative != m.relative and len(prev.dates) == 1 and len(m.dates) == 1
+                and re.fullmatch(r"[\s,(\-]*", t[prev.end:m.start])):
+            rel, written = (prev, m) if prev.relative else (m, prev)
+            wd = rel.weekday if rel.weekday is not None else written.weekday
+            same = rel.dates[0] == written.dates[0]
+            agrees = same or (wd is not None and written.dates[0].weekday() == wd and not written.uncertain)
+            out[-1] = DateMention(prev.start, m.end, [written.dates[0]] if agrees else [], not agrees, wd)
+            continue
         out.append(m)
     return out
 
@@ -381,7 +380,7 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
         else:
             # "from 1 to 2:30 pm": the first end is a bare number
             m = re.search(r"(?:\bde|\bfrom|\bentre|\bbetween)\s+(\d{1,2})\s*(?:-|a|to|et|and)\s*$", t[max(0, s2 - 25):s2])
-            if m and mk2 is not None or (m and t[s2:e2].find("h") >= 0):
+            if m and (mk2 is not None or "h" in t[s2:e2]):
                 h1 = int(m.group(1))
                 v1 = h1 * 60
                 if mk2 and mk2 != "word" and mk2.startswith("p") and h1 < 12 and v1 + 720 < v2:
@@ -389,7 +388,7 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
                 if v1 < v2 and v2 - v1 <= 720:
                     times.append(TimeMention(s2 - (len(t[max(0, s2 - 25):s2]) - m.start()), e2, v1, v2 - v1))
                     used.add(i)
-    for i, (s, e, v, mk, has_min) in enumerate(raw):
+    for i, (s, e, v, mk, _has_min) in enumerate(raw):
         if i in used:
             continue
         if _replaced(t, s, e):

@@ -6,7 +6,7 @@ wait in the outbox, written in the same transaction as the change they announce.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 
 from sqlalchemy import (
     Boolean,
@@ -33,11 +33,11 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value, dialect):  # noqa: ANN001, ANN201
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime given to the store")
-        return value.astimezone(timezone.utc) if value is not None else None
+        return value.astimezone(UTC) if value is not None else None
 
     def process_result_value(self, value, dialect):  # noqa: ANN001, ANN201
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
+            return value.replace(tzinfo=UTC)
         return value
 
 

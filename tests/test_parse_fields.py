@@ -59,6 +59,18 @@ def test_uncertain_dates_are_null(directory, text):
     assert got and all(a[0] is None for a in got)
 
 
+def test_two_written_dates_side_by_side_stay_two(directory):
+    assert appts(directory, "Interpreter on Dec 1, Dec 3, at 1:30pm, 1 hour each.") == [
+        ("2026-12-01", "13:30", 60), ("2026-12-03", "13:30", 60)]
+
+
+def test_relative_and_written_date_that_disagree_are_uncertain(directory):
+    got = appts(directory, "interprète russe demain (25 novembre) à 10h, 1h", today=FRI)
+    assert got == [(None, "10:00", 60)]
+    got = appts(directory, "interprète le 24 novembre (mardi prochain) à 10h, 1h", today=THU)
+    assert got == [("2026-11-24", "10:00", 60)]
+
+
 def test_weekday_prochain_with_explicit_date_is_trusted(directory):
     assert appts(directory, "interprète russe vendredi prochain 27 nov à 10h, 1h", today=THU) == [("2026-11-27", "10:00", 60)]
 
