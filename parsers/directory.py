@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,17 +31,25 @@ WEAK_LANGUAGE_WORDS = {"dan", "fon", "rom", "chin", "lai", "karen", "luba", "tig
                        "creole", "chinese", "chinois", "romani", "lsq", "asl", "yacouba"}
 
 
-def tokens(text: str) -> list[tuple[str, int, int]]:
-    """Folded word tokens of *text* with their offsets, stopwords dropped, abbreviations expanded."""
+@lru_cache(maxsize=128)
+def tokens(text: str) -> tuple[tuple[str, int, int], ...]:
+    """Folded word tokens of *text* with their offsets, stopwords dropped, abbreviations expanded.
+
+    Cached: every index (languages, places, interpreters) looks at the same few texts.
+    """
+    ligatures = not text.isascii() and any(c in text for c in "œŒæÆß")
     out = []
-    for m in re.finditer(r"\w+", fold(text)):
+    for m in _WORD.finditer(fold(text)):
         w = m.group()
-        if not w.isascii() or any(c in text[m.start():m.end()] for c in "œŒæÆß"):
+        if ligatures:
             w = _ligatures(text[m.start():m.end()])
         if w in STOPWORDS:
             continue
         out.append((EQUIVALENT.get(w, w), m.start(), m.end()))
-    return out
+    return tuple(out)
+
+
+_WORD = re.compile(r"\w+")
 
 
 def _ligatures(word: str) -> str:

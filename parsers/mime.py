@@ -199,8 +199,8 @@ def _read_email(raw: bytes) -> MailMessage:
     except Exception as exc:  # noqa: BLE001
         m.defects.append(f"unparseable message: {type(exc).__name__}")
         return m
-    for k, v in msg.items():
-        m.headers.setdefault(k.lower(), header_text(v)[:2000])
+    for k, v in msg.items():  # kept raw: only the few headers read below are decoded
+        m.headers.setdefault(k.lower(), str(v)[:500])
     name, addr = email.utils.parseaddr(_safe_header(msg, "From"))
     m.from_name, m.from_addr = name.strip(), addr.strip().lower()
     m.to = [a.lower() for _, a in email.utils.getaddresses([_safe_header(msg, "To"), _safe_header(msg, "Cc")]) if a]

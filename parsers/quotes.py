@@ -40,6 +40,10 @@ CLOSING = re.compile(
     r"veuillez agreer|je vous remercie|sincerely|respectfully|take care)\b[^\n]{0,60}$", re.M)
 
 
+ANY_QUOTE_MARKER = re.compile(r"a ecrit|wrote:|^[ \t>*]*(?:de|from|envoye|sent|objet|subject)\s*:|^-{3,}|^_{5,}|^>|"
+                              r"schrieb|escribio|ha scritto|heeft geschreven", re.M)
+
+
 def is_forward(subject: str, text: str) -> bool:
     return bool(FORWARD_SUBJECT.match(subject or "")) or bool(FORWARD_MARKER.search(fold(text)))
 
@@ -103,6 +107,8 @@ def current_text(body: str, subject: str = "", sender_name: str = "") -> str:
     cut = reply_header_start(body)
     if cut is not None and not FORWARD_SUBJECT.match(subject or ""):
         body = body[:cut]
+    if not ANY_QUOTE_MARKER.search(folded[:len(body)]):
+        return _strip_quotes(body, sender_name)  # nothing quoted: no need for the reply parser
     try:
         replies = _REPLY_PARSER.read(body).replies
     except Exception:  # noqa: BLE001 - regex trouble on pathological input: keep the whole text
