@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import re
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from .text import fold, plain
