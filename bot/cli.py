@@ -5,6 +5,7 @@
     biq-bot serve                     run the SMTP server, the pipeline and the outbox sender
     biq-bot parse [--data DIR] FILE…  print the structured request of each message file as JSON
     biq-bot requests list [--status S] [--json]
+    biq-bot report billing --month YYYY-MM [--csv]
 """
 
 from __future__ import annotations
@@ -133,6 +134,21 @@ def cmd_requests_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_billing(args: argparse.Namespace) -> int:
+    from .reports import as_csv, as_table, billing
+    settings = _settings(args)
+    store = _store(settings)
+    store.migrate()
+    try:
+        with store.session() as s:
+            lines = billing(s, args.month)
+    except ValueError as exc:
+        print(f"biq-bot: {exc}", file=sys.stderr)
+        return 2
+    print(as_csv(lines) if args.csv else as_table(lines, args.month), end="" if args.csv else "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="biq-bot", description="Interpreter requests by email and chat.")
     p.add_argument("--config", help="TOML configuration file (default: $BIQ_CONFIG, then built-in defaults)")
@@ -156,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
                                          "cancelled", "unfilled"])
     rl.add_argument("--json", action="store_true")
     rl.set_defaults(func=cmd_requests_list)
+    rep = sub.add_parser("report", help="reports")
+    repsub = rep.add_subparsers(dest="report", required=True)
+    rb = repsub.add_parser("billing", help="billable hours per establishment for a month (rule 8)")
+    rb.add_argument("--month", required=True, help="YYYY-MM")
+    rb.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    rb.set_defaults(func=cmd_report_billing)
     return p
 
 

@@ -32,6 +32,13 @@ class Settings:
     smtp_password: str = ""
     late_cancellation_hours: int = 48
     poll_interval: float = 1.0
+    templates_dir: str = ""  # a folder whose templates override the built-in ones
+    telegram_token: str = ""
+    telegram_api_url: str = ""  # another Bot API server, e.g. http://127.0.0.1:8081/bot
+    telegram_webhook_url: str = ""  # set to use a webhook instead of long polling
+    telegram_webhook_listen: str = "127.0.0.1:8443"
+    telegram_webhook_secret: str = ""
+    link_code_minutes: int = 15
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -51,7 +58,7 @@ class Settings:
 
 
 ENV_PREFIX = "BIQ_"
-SECRETS = {"smtp_password"}
+SECRETS = {"smtp_password", "telegram_token", "telegram_webhook_secret"}
 
 
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:

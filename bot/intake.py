@@ -39,11 +39,12 @@ def _from(raw: bytes) -> str:
     return email.utils.parseaddr(m.group(1).decode("utf-8", "replace"))[1].lower() if m else ""
 
 
-def store_inbound(store: Store, raw: bytes, *, mail_from: str, rcpt_to: list[str], channel: str = "smtp") -> tuple[int, bool]:
+def store_inbound(store: Store, raw: bytes, *, mail_from: str, rcpt_to: list[str], channel: str = "smtp",
+                  dedupe_key: str | None = None) -> tuple[int, bool]:
     """Commit the raw message; returns (inbound id, True if it was already stored)."""
-    sha = content_hash(raw)
-    mid = _message_id(raw)
-    key = f"mid:{mid}:{_from(raw)}" if mid else f"sha:{sha}"
+    sha = hashlib.sha256(raw).hexdigest() if dedupe_key else content_hash(raw)
+    mid = "" if dedupe_key else _message_id(raw)
+    key = dedupe_key or (f"mid:{mid}:{_from(raw)}" if mid else f"sha:{sha}")
     with store.session() as s:
         existing = s.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_key == key))
         if existing is not None:

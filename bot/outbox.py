@@ -9,6 +9,7 @@ A 5xx answer is permanent (recorded, never retried); anything else is retried wi
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import ssl
@@ -94,6 +95,7 @@ class Sender:
         self.settings = settings
         self.target = parse_target(settings)
         self.wake = asyncio.Event()
+        self.telegram = None  # a telegram.Bot when the chat channel is on
 
     def _claim(self, limit: int) -> list[Outbox]:
         now = utcnow()
@@ -141,6 +143,9 @@ class Sender:
         return sent
 
     async def _send(self, row: Outbox) -> None:
+        if row.channel == "telegram":
+            await self._send_chat(row)
+            return
         if isinstance(self.target, Path):
             await asyncio.to_thread(self._write_file, row)
             return
@@ -159,6 +164,23 @@ class Sender:
             if exc.code >= 500:
                 raise PermanentFailure(f"relay answered {exc.code} {exc.message[:200]}") from exc
             raise
+
+    async def _send_chat(self, row: Outbox) -> None:
+        from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+
+        from .telegram_bot import keyboard_markup
+        if self.telegram is None:
+            raise OSError("the Telegram channel is off (BIQ_TELEGRAM_TOKEN not set)")
+        payload = json.loads(row.message)
+        try:
+            await self.telegram.send_message(int(row.to_addr), payload["text"],
+                                             reply_markup=keyboard_markup(payload.get("keyboard") or []))
+        except (Forbidden, BadRequest) as exc:  # blocked the bot, chat gone, bad data: retrying won't help
+            raise PermanentFailure(f"Telegram refused: {type(exc).__name__}") from exc
+        except (RetryAfter, NetworkError) as exc:
+            raise OSError(f"Telegram unreachable: {type(exc).__name__}") from exc
+        except TelegramError as exc:
+            raise OSError(f"Telegram error: {type(exc).__name__}") from exc
 
     def _write_file(self, row: Outbox) -> None:
         folder = self.target

@@ -1,8 +1,10 @@
 """The pipeline: one stored inbound message → parse → rules → store → outbox, in one transaction.
 
-If anything fails half-way the transaction rolls back and the message stays `new`, so a crash can
-neither lose a message nor send a reply twice. A message that fails three times is quarantined
-with a readable reason (never its content) for staff to look at.
+Email and chat messages take the same path: only reading the message (`parse_email` or
+`parse_update`), finding the requester (address or linked chat) and the way back (`Origin`)
+differ. If anything fails half-way the transaction rolls back and the message stays `new`, so a
+crash can neither lose a message nor send a reply twice. A message that fails three times is
+quarantined with a readable reason (never its content) for staff to look at.
 """
 
 from __future__ import annotations
@@ -18,22 +20,23 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from parsers.directory import Directory
-from parsers.mime import MailMessage
-from parsers.request import ParsedRequest, parse_email
+from parsers.request import ParsedRequest, parse_email, parse_update
 from store.db import Store, utcnow
 from store.directory_sync import directory_from_store
-from store.models import InboundMessage, Installation, Outbox, Request, Requester
+from store.models import InboundMessage, Outbox, Request, Requester
 
 from . import rules, workflow
 from .config import Settings
-from .outbox import queue_email
-from .replies import OutgoingEmail, format_date, make_environment, render
+from .notify import Notifier, Origin
+from .replies import format_date
 
 log = logging.getLogger("biq.pipeline")
 MAX_ATTEMPTS = 3
 OUR_MSGID = re.compile(r"<biq-0*(\d{1,9})\.[0-9a-f]+@", re.I)
 SUBJECT_TAG = re.compile(r"\[\s*BIQ-0*(\d{1,9})\s*\]", re.I)
 ACTIVE = ("incomplete", "submitted", "offered", "confirmed")
+NOTIFICATIONS_OFF = re.compile(r"\b(?:desactiver|arreter|stop|turn off|disable)\s+(?:les |the |my |mes )?notifications", re.I)
+NOTIFICATIONS_ON = re.compile(r"\b(?:activer|reactiver|turn on|enable)\s+(?:les |the |my |mes )?notifications", re.I)
 
 
 @dataclass
@@ -42,13 +45,31 @@ class Outcome:
     summary: str  # safe to log: references, statuses, reasons; never content
 
 
+@dataclass
+class Incoming:
+    """One message, whatever its channel, as the intent handlers see it."""
+
+    inbound: InboundMessage
+    origin: Origin
+    parsed: ParsedRequest
+    requester: Requester
+    thread_numbers: list[int]
+
+    @property
+    def lang(self) -> str:
+        return self.parsed.language
+
+    def key(self, kind: str, req: Request | None = None) -> str:
+        return f"in{self.inbound.id}:{kind}:{req.id if req else 0}"
+
+
 class Pipeline:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
         self.tz = ZoneInfo(settings.timezone)
-        self.env = make_environment()
         self._directory: Directory | None = None
+        self.notifier = Notifier(settings, self.directory)
 
     # ---- directory ------------------------------------------------------------------------------
     def directory(self, session: Session) -> Directory:
@@ -70,6 +91,7 @@ class Pipeline:
         return handled
 
     def process_next(self) -> bool:
+        inbound_id = None
         try:
             with self.store.session() as s:
                 row = s.scalars(select(InboundMessage).where(InboundMessage.state == "new")
@@ -81,16 +103,16 @@ class Pipeline:
                 row.state = outcome.state
                 row.outcome = outcome.summary[:2000]
                 row.processed_at = utcnow()
-            log.info("inbound %d: %s (%s)", inbound_id, outcome.summary, outcome.state)
+            log.info("inbound %d (%s): %s", inbound_id, outcome.state, outcome.summary)
             return True
         except Exception as exc:  # noqa: BLE001 - one bad message must never block the others
-            log.exception("inbound processing failed")
-            self._count_failure(locals().get("inbound_id"), exc)
+            if inbound_id is None:
+                raise
+            log.exception("inbound %d: processing failed", inbound_id)
+            self._count_failure(inbound_id, exc)
             return True
 
-    def _count_failure(self, inbound_id: int | None, exc: Exception) -> None:
-        if inbound_id is None:
-            raise exc
+    def _count_failure(self, inbound_id: int, exc: Exception) -> None:
         with self.store.session() as s:
             row = s.get(InboundMessage, inbound_id)
             if row is None:
@@ -102,51 +124,28 @@ class Pipeline:
                 row.processed_at = utcnow()
                 log.error("inbound %d quarantined: %s", inbound_id, type(exc).__name__)
 
-    # ---- one message ------------------------------------------------------------------------------
+    # ---- reading one message ----------------------------------------------------------------------
     def process(self, s: Session, inbound: InboundMessage) -> Outcome:
+        if inbound.channel == "telegram":
+            return self._process_chat(s, inbound)
+        return self._process_email(s, inbound)
+
+    def _process_email(self, s: Session, inbound: InboundMessage) -> Outcome:
         d = self.directory(s)
         parsed, mail = parse_email(d, inbound.raw)
         sender = mail.from_addr
         if mail.defects and not mail.text and not sender:
             return Outcome("quarantined", "unreadable message: " + "; ".join(mail.defects)[:300])
-        if sender in self.settings.own_addresses or sender.split("@")[-1] == self.settings.bot_domain and \
-                sender.startswith(self.settings.bot_address.split("@")[0]):
+        if sender in self.settings.own_addresses:
             return Outcome("ignored", "message from the bot itself: not answered")
         if mail.is_automatic:
             return Outcome("ignored", f"automatic message ({mail.automatic_reason}): not answered")
         if not sender or "@" not in sender:
             return Outcome("quarantined", "no usable sender address")
+        origin = Origin("email", sender, mail.message_id, mail.references)
         requester = s.scalar(select(Requester).where(Requester.email == sender, Requester.active))
         if requester is None:
-            return self._unknown_sender(s, inbound, mail, parsed)
-        lang = parsed.language
-        target = self._thread_request(s, mail, parsed, requester)
-        if parsed.intent == "cancel":
-            return self._cancel(s, inbound, mail, parsed, requester, target)
-        if parsed.intent == "status":
-            return self._status(s, inbound, mail, requester, lang)
-        if target is not None and target.status == "incomplete" and parsed.intent in ("new_request", "modify"):
-            return self._complete(s, inbound, mail, parsed, requester, target)
-        if parsed.intent == "modify":
-            if target is None:
-                return self._reply_not_found(s, inbound, mail, parsed, "modify")
-            return self._modify(s, inbound, mail, parsed, requester, target)
-        if parsed.intent == "new_request":
-            return self._new_request(s, inbound, mail, parsed, requester)
-        return Outcome("done", f"not a request ({parsed.intent}): no reply")
-
-    # ---- helpers ----------------------------------------------------------------------------------
-    def _may_act(self, requester: Requester, req: Request) -> bool:
-        """Rule 7: a requester acts on their own requests and those of their installations."""
-        if requester.role == "staff" or req.requester_id == requester.id:
-            return True
-        mine = {i.id for i in requester.installations}
-        if req.location_id is not None:
-            return req.location_id in mine
-        return bool(mine & {i.id for i in req.requester.installations})
-
-    def _thread_request(self, s: Session, mail: MailMessage, parsed: ParsedRequest, requester: Requester) -> Request | None:
-        """The request a reply is about: subject tag, then our Message-IDs, then a cited reference."""
+            return self._unknown_sender(s, inbound, origin, parsed)
         numbers: list[int] = []
         m = SUBJECT_TAG.search(mail.subject)
         if m:
@@ -155,52 +154,87 @@ class Pipeline:
             m = OUR_MSGID.search(h or "")
             if m:
                 numbers.append(int(m.group(1)))
-        if parsed.ref:
-            numbers.append(int(parsed.ref.split("-")[1]))
+        return self._handle(s, Incoming(inbound, origin, parsed, requester, numbers))
+
+    def _process_chat(self, s: Session, inbound: InboundMessage) -> Outcome:
+        d = self.directory(s)
+        try:
+            data = json.loads(inbound.raw)
+        except ValueError:
+            return Outcome("quarantined", "chat update is not JSON")
+        parsed, chat = parse_update(d, data)
+        if chat.chat_id is None:
+            return Outcome("ignored", "chat update without a chat")
+        origin = Origin("telegram", str(chat.chat_id))
+        requester = s.scalar(select(Requester).where(Requester.telegram_chat_id == str(chat.chat_id),
+                                                     Requester.active))
+        if requester is None:
+            lang = "en" if chat.language_code.startswith("en") else parsed.language
+            self.notifier.reply(s, origin, "not_linked", lang, None, dedupe=f"in{inbound.id}:not_linked:0",
+                                inbound_id=inbound.id)
+            return Outcome("done", "chat account not linked: told how to link")
+        return self._handle(s, Incoming(inbound, origin, parsed, requester, []))
+
+    # ---- what the requester wants -----------------------------------------------------------------
+    def _handle(self, s: Session, msg: Incoming) -> Outcome:
+        parsed = msg.parsed
+        if parsed.intent == "other":
+            on, off = NOTIFICATIONS_ON.search(parsed.text), NOTIFICATIONS_OFF.search(parsed.text)
+            if on or off:
+                return self._notifications(s, msg, on is not None and off is None)
+        target = self._thread_request(s, msg)
+        if parsed.intent == "cancel":
+            return self._cancel(s, msg, target)
+        if parsed.intent == "status":
+            return self._status(s, msg)
+        if target is not None and target.status == "incomplete" and parsed.intent in ("new_request", "modify"):
+            return self._complete(s, msg, target)
+        if parsed.intent == "modify":
+            if target is None:
+                return self._reply_not_found(s, msg, "modify")
+            return self._modify(s, msg, target)
+        if parsed.intent == "new_request":
+            return self._new_request(s, msg)
+        return Outcome("done", f"not a request ({parsed.intent}): no reply")
+
+    def may_act(self, requester: Requester, req: Request) -> bool:
+        """Rule 7: a requester acts on their own requests and those of their installations."""
+        if requester.role == "staff" or req.requester_id == requester.id:
+            return True
+        mine = {i.id for i in requester.installations}
+        if req.location_id is not None:
+            return req.location_id in mine
+        return bool(mine & {i.id for i in req.requester.installations})
+
+    def _thread_request(self, s: Session, msg: Incoming) -> Request | None:
+        """The request a message is about: subject tag, our Message-IDs, then a cited reference.
+
+        A reference is honoured only if the sender may act on that request (rule 7)."""
+        numbers = list(msg.thread_numbers)
+        if msg.parsed.ref:
+            numbers.append(int(msg.parsed.ref.split("-")[1]))
         for n in numbers:
             req = s.get(Request, n)
-            if req is not None and self._may_act(requester, req):
+            if req is not None and self.may_act(msg.requester, req):
                 return req
         return None
 
-    def _unknown_sender(self, s: Session, inbound: InboundMessage, mail: MailMessage, parsed: ParsedRequest) -> Outcome:
+    def _unknown_sender(self, s: Session, inbound: InboundMessage, origin: Origin, parsed: ParsedRequest) -> Outcome:
         since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-        already = s.scalar(select(Outbox.id).where(Outbox.to_addr == mail.from_addr, Outbox.kind == "unknown_sender",
+        already = s.scalar(select(Outbox.id).where(Outbox.to_addr == origin.address, Outbox.kind == "unknown_sender",
                                                    Outbox.created_at >= since))
         if already:
             return Outcome("done", "unknown sender, access reply already sent today: no request")
         coordination = s.scalar(select(Requester.email).where(Requester.role == "staff", Requester.active)) \
             or self.settings.bot_address
-        self._send(s, inbound, mail, "unknown_sender", parsed.language, None, sender=mail.from_addr,
-                   coordination=coordination)
+        self.notifier.reply(s, origin, "unknown_sender", parsed.language, None,
+                            dedupe=f"in{inbound.id}:unknown_sender:0", inbound_id=inbound.id,
+                            sender=origin.address, coordination=coordination)
         return Outcome("done", "unknown sender: access reply, no request")
 
-    def _summary(self, s: Session, req: Request) -> dict:
-        d = self.directory(s)
-        inst = s.get(Installation, req.location_id) if req.location_id else None
-        lang = req.language
-        pref_name = None
-        if req.preferred_interpreter_id and req.preferred_interpreter_id in d.interpreters:
-            pref_name = d.interpreters[req.preferred_interpreter_id].name
-        elif req.preferred_interpreter_name:
-            pref_name = req.preferred_interpreter_name
-        dup = s.get(Request, req.duplicate_of) if req.duplicate_of else None
-        return dict(
-            ref=req.ref, status=req.status, date=req.date, start_time=req.start_time, duration=req.duration_minutes,
-            language_name=d.language_name(req.target_language, lang), location_name=inst.name if inst else "",
-            mode=req.mode, interpreter_type=req.interpreter_type, preferred_name=pref_name,
-            preferred_note=req.preferred_interpreter_name if not req.preferred_interpreter_id else None,
-            has_user_phone=bool(req.user_phone), duplicate_of=dup.ref if dup else None,
-        )
-
-    def _send(self, s: Session, inbound: InboundMessage, mail: MailMessage, kind: str, lang: str,
-              req: Request | None, **ctx: object) -> None:
-        rendered = render(self.env, kind, lang, bot_name=self.settings.bot_name, **ctx)
-        out = OutgoingEmail(to=mail.from_addr, subject=rendered.subject, text=rendered.text, html=rendered.html,
-                            in_reply_to=mail.message_id, references=mail.references,
-                            ref=req.ref if req is not None else None, lang=lang)
-        queue_email(s, self.settings, out, kind=kind, dedupe=f"in{inbound.id}:{kind}:{req.id if req else 0}",
-                    request_id=req.id if req else None, inbound_id=inbound.id)
+    def _reply(self, s: Session, msg: Incoming, kind: str, req: Request | None, **ctx: object) -> None:
+        self.notifier.reply(s, msg.origin, kind, msg.lang, req, dedupe=msg.key(kind, req), inbound_id=msg.inbound.id,
+                            **ctx)
 
     def _apply(self, req: Request, parsed: ParsedRequest, d: Directory, appt_index: int = 0) -> list[str]:
         """Copy what the message states onto the request; returns the names of changed fields."""
@@ -253,19 +287,20 @@ class Pipeline:
             Request.status.in_(ACTIVE)).order_by(Request.id).limit(1))
         req.duplicate_of = other
 
-    def _announce(self, s: Session, inbound: InboundMessage, mail: MailMessage, req: Request, problems: list[str]) -> None:
+    def _announce(self, s: Session, msg: Incoming, req: Request, problems: list[str]) -> None:
         kind = "incomplete" if problems else "submitted"
-        self._send(s, inbound, mail, kind, req.language, req, r=self._summary(s, req), problems=problems)
+        self._reply(s, msg, kind, req, r=self.notifier.summary(s, req), problems=problems)
 
     # ---- intents ----------------------------------------------------------------------------------
-    def _new_request(self, s: Session, inbound: InboundMessage, mail: MailMessage, parsed: ParsedRequest,
-                     requester: Requester) -> Outcome:
+    def _new_request(self, s: Session, msg: Incoming) -> Outcome:
         d = self.directory(s)
         now = utcnow()
         created: list[Request] = []
+        parsed, requester = msg.parsed, msg.requester
         for i in range(max(1, len(parsed.appointments))):
-            req = Request(requester_id=requester.id, status="incomplete", channel="email", language=parsed.language,
-                          source_language="fr", inbound_id=inbound.id, created_at=now, updated_at=now, problems="[]")
+            req = Request(requester_id=requester.id, status="incomplete", channel=msg.origin.channel,
+                          language=parsed.language, source_language="fr", inbound_id=msg.inbound.id,
+                          created_at=now, updated_at=now, problems="[]")
             self._apply(req, parsed, d, i)
             s.add(req)
             s.flush()
@@ -276,74 +311,79 @@ class Pipeline:
             self._flag_duplicate(s, req)
             problems = self._check(req, parsed)
             req.problems = json.dumps(problems)
-            workflow.record(s, req, actor=requester.email, action="created", to_status="incomplete",
-                            inbound_id=inbound.id)
+            workflow.record(s, req, actor=f"requester:{requester.email}", action="created", to_status="incomplete",
+                            inbound_id=msg.inbound.id)
             if not problems:
-                workflow.transition(s, req, "submitted", actor=requester.email, reason="all rules met",
-                                    inbound_id=inbound.id)
-            self._announce(s, inbound, mail, req, problems)
+                workflow.transition(s, req, "submitted", actor=f"requester:{requester.email}",
+                                    reason="all rules met", inbound_id=msg.inbound.id)
+            self._announce(s, msg, req, problems)
             created.append(req)
         return Outcome("done", ", ".join(f"{r.ref} {r.status}" for r in created))
 
-    def _complete(self, s: Session, inbound: InboundMessage, mail: MailMessage, parsed: ParsedRequest,
-                  requester: Requester, req: Request) -> Outcome:
-        changed = self._apply(req, parsed, self.directory(s))
+    def _complete(self, s: Session, msg: Incoming, req: Request) -> Outcome:
+        changed = self._apply(req, msg.parsed, self.directory(s))
         req.updated_at = utcnow()
-        problems = self._check(req, parsed)
+        problems = self._check(req, msg.parsed)
         req.problems = json.dumps(problems)
-        workflow.record(s, req, actor=requester.email, action="completed_fields", reason=",".join(changed),
-                        inbound_id=inbound.id)
+        actor = f"requester:{msg.requester.email}"
+        workflow.record(s, req, actor=actor, action="completed_fields", reason=",".join(changed),
+                        inbound_id=msg.inbound.id)
         if not problems:
-            workflow.transition(s, req, "submitted", actor=requester.email, reason="completed by reply",
-                                inbound_id=inbound.id)
-        self._announce(s, inbound, mail, req, problems)
+            workflow.transition(s, req, "submitted", actor=actor, reason="completed by reply", inbound_id=msg.inbound.id)
+        self._announce(s, msg, req, problems)
         return Outcome("done", f"{req.ref} {req.status} (reply completed {len(changed)} fields)")
 
-    def _modify(self, s: Session, inbound: InboundMessage, mail: MailMessage, parsed: ParsedRequest,
-                requester: Requester, req: Request) -> Outcome:
+    def _modify(self, s: Session, msg: Incoming, req: Request) -> Outcome:
         if req.status in workflow.FINAL:
-            return self._reply_not_found(s, inbound, mail, parsed, "modify")
-        changed = self._apply(req, parsed, self.directory(s))
+            return self._reply_not_found(s, msg, "modify")
+        changed = self._apply(req, msg.parsed, self.directory(s))
         req.updated_at = utcnow()
-        workflow.record(s, req, actor=requester.email, action="modified", reason=",".join(changed),
-                        inbound_id=inbound.id)
-        self._send(s, inbound, mail, "modified", parsed.language, req, r=self._summary(s, req))
+        workflow.record(s, req, actor=f"requester:{msg.requester.email}", action="modified", reason=",".join(changed),
+                        inbound_id=msg.inbound.id)
+        self._reply(s, msg, "modified", req, r=self.notifier.summary(s, req))
         return Outcome("done", f"{req.ref} modified ({len(changed)} fields)")
 
-    def _cancel(self, s: Session, inbound: InboundMessage, mail: MailMessage, parsed: ParsedRequest,
-                requester: Requester, req: Request | None) -> Outcome:
+    def _cancel(self, s: Session, msg: Incoming, req: Request | None) -> Outcome:
         if req is None or req.status in workflow.FINAL:
-            return self._reply_not_found(s, inbound, mail, parsed, "cancel")
-        late = rules.is_late_cancellation(req, now=datetime.now(self.tz), tz=self.tz,
-                                          hours=self.settings.late_cancellation_hours)
-        req.late_cancellation = late
-        workflow.transition(s, req, "cancelled", actor=requester.email,
-                            reason="late cancellation" if late else "cancelled by requester", inbound_id=inbound.id)
-        self._send(s, inbound, mail, "cancelled", parsed.language, req, r=self._summary(s, req), late=late,
-                   late_hours=self.settings.late_cancellation_hours)
+            return self._reply_not_found(s, msg, "cancel")
+        late = workflow.cancel(s, req, workflow.Actor("requester", msg.requester.email), reason="cancelled by requester",
+                               tz=self.tz, late_hours=self.settings.late_cancellation_hours, inbound_id=msg.inbound.id)
+        self._reply(s, msg, "cancelled", req, r=self.notifier.summary(s, req), late=late,
+                    late_hours=self.settings.late_cancellation_hours)
         return Outcome("done", f"{req.ref} cancelled{' (late)' if late else ''}")
 
-    def _reply_not_found(self, s: Session, inbound: InboundMessage, mail: MailMessage, parsed: ParsedRequest,
-                         action: str) -> Outcome:
-        self._send(s, inbound, mail, "not_found", parsed.language, None, ref=parsed.ref, action=action)
+    def _reply_not_found(self, s: Session, msg: Incoming, action: str) -> Outcome:
+        self._reply(s, msg, "not_found", None, ref=msg.parsed.ref, action=action)
         return Outcome("done", f"{action}: no request the sender may act on")
 
-    def _status(self, s: Session, inbound: InboundMessage, mail: MailMessage, requester: Requester, lang: str) -> Outcome:
+    def _notifications(self, s: Session, msg: Incoming, on: bool) -> Outcome:
+        msg.requester.notifications = on
+        self._reply(s, msg, "notifications_changed", None, on=on)
+        return Outcome("done", f"notifications turned {'on' if on else 'off'}")
+
+    def upcoming(self, s: Session, requester: Requester, limit: int = 50) -> list[Request]:
+        """The requester's upcoming requests and those of their installations ('mes demandes')."""
         today = datetime.now(self.tz).date()
         mine = [i.id for i in requester.installations]
         q = select(Request).where(Request.status.in_(ACTIVE), or_(Request.date.is_(None), Request.date >= today))
         if requester.role != "staff":
             q = q.where(or_(Request.requester_id == requester.id, Request.location_id.in_(mine)))
-        reqs = list(s.scalars(q.order_by(Request.date, Request.start_time).limit(50)))
+        return list(s.scalars(q.order_by(Request.date, Request.start_time, Request.id).limit(limit)))
+
+    def status_lines(self, s: Session, reqs: list[Request]) -> list[dict]:
         d = self.directory(s)
         items = []
         for r in reqs:
-            base = f"{r.ref} — {{d}}, {r.start_time.strftime('%H:%M') if r.start_time else '—'}"
+            hhmm = r.start_time.strftime("%H:%M") if r.start_time else "—"
             items.append({
-                "line_fr": base.format(d=format_date(r.date, "fr") or "date à préciser")
-                + f" — {d.language_name(r.target_language, 'fr')} — {r.status}",
-                "line_en": base.format(d=format_date(r.date, "en") or "date to be given")
-                + f" — {d.language_name(r.target_language, 'en')} — {r.status}",
+                "line_fr": f"{r.ref} — {format_date(r.date, 'fr') or 'date à préciser'}, {hhmm} — "
+                           f"{d.language_name(r.target_language, 'fr') or '—'} — {r.status}",
+                "line_en": f"{r.ref} — {format_date(r.date, 'en') or 'date to be given'}, {hhmm} — "
+                           f"{d.language_name(r.target_language, 'en') or '—'} — {r.status}",
             })
-        self._send(s, inbound, mail, "status_list", lang, None, requests=items)
+        return items
+
+    def _status(self, s: Session, msg: Incoming) -> Outcome:
+        items = self.status_lines(s, self.upcoming(s, msg.requester))
+        self._reply(s, msg, "status_list", None, requests=items)
         return Outcome("done", f"status list sent ({len(items)} requests)")

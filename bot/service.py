@@ -42,6 +42,13 @@ class Service:
         self.port = bound[1]
         log.info("listening for SMTP on %s:%d for %s", bound[0], bound[1], ", ".join(sorted(self.settings.own_addresses)))
         log.info("replies go to %s; store %s", self.settings.outbound, self.store.engine.url.render_as_string(hide_password=True))
+        self.telegram = None
+        if self.settings.telegram_token:
+            from .telegram_bot import TelegramChannel
+            self.telegram = TelegramChannel(self.settings, self.store, self.pipeline,
+                                            on_stored=lambda: loop.call_soon_threadsafe(self.work.set))
+            await self.telegram.start()
+            self.sender.telegram = self.telegram.bot
         self.tasks = [asyncio.create_task(self._work_loop(), name="pipeline"),
                       asyncio.create_task(self.sender.run(self.stop_event), name="sender")]
 
@@ -62,6 +69,8 @@ class Service:
                 pass
 
     async def stop(self) -> None:
+        if getattr(self, "telegram", None) is not None:
+            await self.telegram.stop()
         self.stop_event.set()
         self.work.set()
         self.sender.wake.set()

@@ -47,6 +47,7 @@ class ParsedRequest:
     notes_to_coordinator: str | None = None
     address: str | None = None
     uncertain: list[str] = field(default_factory=list)
+    text: str = ""  # the current text that was read (folded), for commands such as "activer les notifications"
 
     def as_contract(self) -> dict:
         return {
@@ -121,8 +122,8 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
     out.intent = intent(folded, automatic=automatic, has_ref=out.ref is not None, is_reply=reply,
                         has_details=has_details)
     if out.intent in ("other", "status"):
-        keep_ref, keep_lang, keep_intent = out.ref, out.language, out.intent
-        out = ParsedRequest(intent=keep_intent, ref=keep_ref, language=keep_lang)
+        out = ParsedRequest(intent=out.intent, ref=out.ref, language=out.language)
+    out.text = (folded + "\n" + subject_folded).strip()
     return out
 
 

@@ -89,7 +89,8 @@ class Requester(Base):
     generic: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
-    telegram_chat_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    telegram_chat_id: Mapped[str | None] = mapped_column(String(40), nullable=True, unique=True)
+    bounces: Mapped[int] = mapped_column(Integer, default=0)
     installations: Mapped[list[Installation]] = relationship(secondary="requester_installations", lazy="selectin")
 
 
@@ -148,7 +149,8 @@ class Request(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     message_to_interpreter: Mapped[str | None] = mapped_column(Text, nullable=True)
     notes_to_coordinator: Mapped[str | None] = mapped_column(Text, nullable=True)
-    assigned_interpreter_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    assigned_interpreter_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     series_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     duplicate_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
     problems: Mapped[str] = mapped_column(Text, default="")  # JSON list of rule codes
@@ -212,3 +214,43 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(40))
     request_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     details: Mapped[str] = mapped_column(Text, default="")
+
+
+class LinkCode(Base):
+    """A one-time code sent by email to link a Telegram account to a registered requester."""
+
+    __tablename__ = "link_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    telegram_user_id: Mapped[str] = mapped_column(String(40), index=True)
+    chat_id: Mapped[str] = mapped_column(String(40))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("requesters.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CallbackToken(Base):
+    """Inline-button data: random, bound to one user and one action, usable once."""
+
+    __tablename__ = "callback_tokens"
+    token: Mapped[str] = mapped_column(String(40), primary_key=True)
+    request_id: Mapped[int] = mapped_column(Integer, index=True)
+    action: Mapped[str] = mapped_column(String(20))
+    telegram_user_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Communication(Base):
+    """A call or email the interpreter made at the requester's demand: always billable (rule 8)."""
+
+    __tablename__ = "communications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"), index=True)
+    minutes: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
