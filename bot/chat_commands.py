@@ -54,6 +54,7 @@ CALLBACK_TTL = timedelta(days=7)
 class Answer:
     text: str
     keyboard: list[list[tuple[str, str]]] = field(default_factory=list)  # rows of (label, callback data)
+    ok: bool = True  # False when the command was refused (not allowed, not found, bad arguments)
 
 
 class Duplicate(Exception):
@@ -96,7 +97,15 @@ class ChatCommands:
         except Duplicate:
             return Answer("")
         except WorkflowError as exc:
-            return Answer(str(exc))
+            return Answer(str(exc), ok=False)
+
+    def run_as(self, actor: Actor, command: str, args: str) -> Answer:
+        """A staff command from another channel (the command line), in its own transaction."""
+        try:
+            with self.store.session() as s:
+                return self._staff(s, actor, "", command, args)
+        except WorkflowError as exc:
+            return Answer(str(exc), ok=False)
 
     def callback(self, *, update_id: int | None, user_id: int, chat_id: int, data: str) -> Answer:
         """An inline button: the token must exist, be unused and unexpired, and belong to this user."""
@@ -108,7 +117,7 @@ class ChatCommands:
                 if row is None or row.used_at is not None or row.expires_at < utcnow() \
                         or row.telegram_user_id != str(user_id):
                     log.warning("refused a callback (unknown, used, expired or someone else's)")
-                    return Answer("Ce bouton n'est plus valide / This button is no longer valid.")
+                    return Answer("Ce bouton n'est plus valide / This button is no longer valid.", ok=False)
                 row.used_at = utcnow()
                 req = s.get(Request, row.request_id)
                 actor = self._actor(s, str(user_id))
@@ -118,7 +127,7 @@ class ChatCommands:
         except Duplicate:
             return Answer("")
         except WorkflowError as exc:
-            return Answer(str(exc))
+            return Answer(str(exc), ok=False)
 
     def _claim_update(self, s: Session, update_id: int | None) -> None:
         if update_id is None:
@@ -163,7 +172,8 @@ class ChatCommands:
             return self._requester_command(s, requester, command, args, lang)
         if command in STAFF_COMMANDS:
             log.warning("refused /%s from a user who is not staff", command)
-            return Answer("Cette commande est réservée à l'équipe de la Banque. / This command is for the bank's staff only.")
+            return Answer("Cette commande est réservée à l'équipe de la Banque. / This command is for the bank's staff only.",
+                          ok=False)
         if requester is None:
             return Answer("Reliez d'abord ce clavardage à votre adresse : /link votre.adresse@ssss.gouv.qc.ca\n"
                           "First link this chat to your address: /link your.address@ssss.gouv.qc.ca")
@@ -287,7 +297,7 @@ class ChatCommands:
 
     def _buttons(self, s: Session, req: Request, actor: Actor) -> list[list[tuple[str, str]]]:
         """The common next steps, as single-use buttons bound to this user."""
-        if actor.kind != "staff":
+        if actor.kind != "staff" or not actor.id.isdigit():
             return []
         uid = actor.id
         if req.status == "offered":

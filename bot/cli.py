@@ -5,6 +5,7 @@
     biq-bot serve                     run the SMTP server, the pipeline and the outbox sender
     biq-bot parse [--data DIR] FILE…  print the structured request of each message file as JSON
     biq-bot requests list [--status S] [--json]
+    biq-bot requests show|search|offer|accept|decline|cancel|complete|unfilled|comm …
     biq-bot report billing --month YYYY-MM [--csv]
 """
 
@@ -149,6 +150,24 @@ def cmd_report_billing(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_requests_action(args: argparse.Namespace) -> int:
+    """Staff actions from the command line go through the same workflow as chat commands."""
+    import getpass
+
+    from .chat_commands import ChatCommands
+    from .pipeline import Pipeline
+    from .setup import prepare_store
+    from .workflow import Actor
+    settings = _settings(args)
+    store = _store(settings)
+    prepare_store(store, settings)
+    commands = ChatCommands(store, Pipeline(store, settings))
+    text = " ".join(args.args)
+    answer = commands.run_as(Actor("staff", f"cli:{getpass.getuser()}"), args.action, text)
+    print(answer.text, file=sys.stdout if answer.ok else sys.stderr)
+    return 0 if answer.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="biq-bot", description="Interpreter requests by email and chat.")
     p.add_argument("--config", help="TOML configuration file (default: $BIQ_CONFIG, then built-in defaults)")
@@ -172,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
                                          "cancelled", "unfilled"])
     rl.add_argument("--json", action="store_true")
     rl.set_defaults(func=cmd_requests_list)
+    for action, helptext in (("show", "one request in detail: REF"), ("search", "FILTERS: date:A..B lang: site: status: requester:"),
+                             ("offer", "REF INTERPRETER (id or name)"), ("accept", "REF"), ("decline", "REF [reason]"),
+                             ("cancel", "REF [reason]"), ("complete", "REF"), ("unfilled", "REF"),
+                             ("comm", "REF MINUTES [note]: a billable communication")):
+        ra = rsub.add_parser(action, help=helptext)
+        ra.add_argument("args", nargs="*")
+        ra.set_defaults(func=cmd_requests_action)
     rep = sub.add_parser("report", help="reports")
     repsub = rep.add_subparsers(dest="report", required=True)
     rb = repsub.add_parser("billing", help="billable hours per establishment for a month (rule 8)")

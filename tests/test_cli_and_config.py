@@ -145,3 +145,42 @@ def test_templates_refuse_undefined_variables():
     from jinja2 import UndefinedError
     with pytest.raises(UndefinedError):
         render(make_environment(), "submitted", "fr", bot_name="x")
+
+
+def test_workflow_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from bot.config import Settings
+    from bot.intake import store_inbound
+    from bot.pipeline import Pipeline
+    from bot.setup import prepare_store
+    from store.db import Store
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    monkeypatch.setenv("BIQ_DATABASE_URL", url)
+    monkeypatch.setenv("BIQ_OUTBOUND", f"dir:{tmp_path / 'out'}")
+    settings = Settings(database_url=url, bot_address="biq@ssss.gouv.qc.ca")
+    store = Store(url)
+    prepare_store(store, settings)
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from bot.replies import format_date
+    when = datetime.now(ZoneInfo("America/Montreal")).date() + timedelta(days=20)
+    raw = (FIXTURES / "request_fr.eml").read_bytes().replace("jeudi 3 décembre 2026".encode(),
+                                                             format_date(when, "fr").encode())
+    store_inbound(store, raw, mail_from="x", rcpt_to=[])
+    Pipeline(store, settings).process_pending()
+    assert main(["requests", "show", "BIQ-1"]) == 0
+    assert "BIQ-000001" in capsys.readouterr().out
+    assert main(["requests", "accept", "BIQ-1"]) == 1  # not offered yet: refused with a sentence
+    assert "not awaiting" in capsys.readouterr().err
+    assert main(["requests", "offer", "BIQ-1", "Carlos", "Ramirez"]) == 0
+    assert "Carlos Eduardo Ramírez" in capsys.readouterr().out
+    assert main(["requests", "accept", "BIQ-1"]) == 0
+    assert main(["requests", "comm", "BIQ-1", "15", "appel", "de", "rappel"]) == 0
+    assert main(["requests", "complete", "BIQ-1"]) == 0
+    capsys.readouterr()
+    assert main(["report", "billing", "--month", when.strftime("%Y-%m"), "--csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("establishment,completed")
+    assert out[1].startswith("CIUSSS du Centre-Ouest") and ",1,1.5,0,0.0,1,15," in out[1]
+    assert main(["report", "billing", "--month", "2027-13"]) == 2

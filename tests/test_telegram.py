@@ -217,3 +217,34 @@ def test_command_arguments_never_crash(db_url, text):
         answer = cmds.handle(update_id=None, user_id=STAFF, chat_id=STAFF, command=command, args=text)
         assert isinstance(answer.text, str)
     store.dispose()
+
+
+async def test_webhook_mode_checks_the_secret_token(db_url, sink):
+    import httpx
+
+    from .conftest import free_port
+    api = FakeBotApi().start()
+    port = free_port()
+    settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}", telegram_token=api.token,
+                             telegram_api_url=api.base_url, telegram_webhook_url="https://bot.example.org/telegram",
+                             telegram_webhook_listen=f"127.0.0.1:{port}", telegram_webhook_secret="s3cret-token")
+    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
+    await service.start()
+    try:
+        hook = next(c for c in api.sent if c["method"] == "setWebhook")
+        assert hook["url"] == "https://bot.example.org/telegram" and hook["secret_token"] == "s3cret-token"
+        update = {"update_id": 77, "message": {"message_id": 1, "date": 1795190400, "text": "/help",
+                                               "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+                                               "from": {"id": STAFF, "is_bot": False, "first_name": "H"},
+                                               "chat": {"id": STAFF, "type": "private"}}}
+        async with httpx.AsyncClient() as client:
+            forged = await client.post(f"http://127.0.0.1:{port}/telegram", json=update)
+            assert forged.status_code == 403
+            ok = await client.post(f"http://127.0.0.1:{port}/telegram", json=update,
+                                   headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"})
+            assert ok.status_code == 200
+        assert "/offer" in (await reply_to(api, STAFF))[0]["text"]
+    finally:
+        await service.stop()
+        service.store.dispose()
+        api.stop()
