@@ -39,6 +39,11 @@ class Settings:
     telegram_webhook_listen: str = "127.0.0.1:8443"
     telegram_webhook_secret: str = ""
     link_code_minutes: int = 15
+    imap_url: str = ""  # imaps://user@host:port/INBOX turns the IMAP reader on
+    imap_password: str = ""
+    imap_processed_folder: str = "BIQ/Traités"
+    imap_error_folder: str = "BIQ/Erreurs"
+    imap_poll_seconds: float = 30.0
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -58,7 +63,7 @@ class Settings:
 
 
 ENV_PREFIX = "BIQ_"
-SECRETS = {"smtp_password", "telegram_token", "telegram_webhook_secret"}
+SECRETS = {"smtp_password", "telegram_token", "telegram_webhook_secret", "imap_password"}
 
 
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -41,17 +41,23 @@ def _from(raw: bytes) -> str:
 
 def store_inbound(store: Store, raw: bytes, *, mail_from: str, rcpt_to: list[str], channel: str = "smtp",
                   dedupe_key: str | None = None) -> tuple[int, bool]:
-    """Commit the raw message; returns (inbound id, True if it was already stored)."""
+    """Commit the raw message; returns (inbound id, True if it was already stored).
+
+    The same bytes (give or take the trace headers each hop adds) are one message. Two different
+    messages that share a Message-ID are both kept; the pipeline decides what the second one is.
+    """
     sha = hashlib.sha256(raw).hexdigest() if dedupe_key else content_hash(raw)
     mid = "" if dedupe_key else _message_id(raw)
-    key = dedupe_key or (f"mid:{mid}:{_from(raw)}" if mid else f"sha:{sha}")
+    key = dedupe_key or f"sha:{sha}"
+    mid_key = f"{mid}|{_from(raw)}"[:800] if mid else ""
     with store.session() as s:
         existing = s.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_key == key))
         if existing is not None:
             return existing, True
     try:
         with store.session() as s:
-            row = InboundMessage(channel=channel, dedupe_key=key[:600], message_id=mid[:500], sha256=sha, raw=raw,
+            row = InboundMessage(channel=channel, dedupe_key=key[:600], message_id=mid[:500], mid_key=mid_key,
+                                 sha256=sha, raw=raw,
                                  mail_from=mail_from[:500], rcpt_to=",".join(rcpt_to)[:5000],
                                  received_at=utcnow(), state="new")
             s.add(row)

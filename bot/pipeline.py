@@ -140,6 +140,12 @@ class Pipeline:
             return Outcome("ignored", "message from the bot itself: not answered")
         if mail.is_automatic:
             return Outcome("ignored", f"automatic message ({mail.automatic_reason}): not answered")
+        if inbound.mid_key:
+            earlier = s.scalar(select(InboundMessage.id).where(InboundMessage.mid_key == inbound.mid_key,
+                                                              InboundMessage.id < inbound.id).limit(1))
+            if earlier is not None:
+                return Outcome("ignored", f"same Message-ID and sender as inbound {earlier}: a re-sent copy, "
+                                          "not answered again")
         if not sender or "@" not in sender:
             return Outcome("quarantined", "no usable sender address")
         origin = Origin("email", sender, mail.message_id, mail.references)
@@ -220,6 +226,8 @@ class Pipeline:
         return None
 
     def _unknown_sender(self, s: Session, inbound: InboundMessage, origin: Origin, parsed: ParsedRequest) -> Outcome:
+        if parsed.intent == "other":  # spam and strays: answering would be backscatter
+            return Outcome("ignored", "unknown sender, not about a request: no reply")
         since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
         already = s.scalar(select(Outbox.id).where(Outbox.to_addr == origin.address, Outbox.kind == "unknown_sender",
                                                    Outbox.created_at >= since))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 
 from store.db import Store
 
@@ -49,6 +50,14 @@ class Service:
                                             on_stored=lambda: loop.call_soon_threadsafe(self.work.set))
             await self.telegram.start()
             self.sender.telegram = self.telegram.bot
+        self.imap = None
+        if self.settings.imap_url:
+            from .imap_reader import ImapReader
+            self.imap = ImapReader(self.store, self.settings, on_stored=lambda: loop.call_soon_threadsafe(self.work.set))
+            self.imap_stop = threading.Event()
+            self.imap_thread = threading.Thread(target=self.imap.run, args=(self.imap_stop,), name="imap", daemon=True)
+            self.imap_thread.start()
+            log.info("reading IMAP mailbox %s:%d/%s", self.imap.target.host, self.imap.target.port, self.imap.target.folder)
         self.tasks = [asyncio.create_task(self._work_loop(), name="pipeline"),
                       asyncio.create_task(self.sender.run(self.stop_event), name="sender")]
 
@@ -69,6 +78,9 @@ class Service:
                 pass
 
     async def stop(self) -> None:
+        if getattr(self, "imap", None) is not None:
+            self.imap_stop.set()
+            await asyncio.to_thread(self.imap_thread.join, 15)
         if getattr(self, "telegram", None) is not None:
             await self.telegram.stop()
         self.stop_event.set()

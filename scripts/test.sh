@@ -45,7 +45,17 @@ as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/pg.log" -w \
   -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
 export BIQ_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
 
-# 3. The suite
+# 3. Dovecot for the IMAP tests (each test starts its own throw-away instance)
+if ! command -v dovecot >/dev/null 2>&1 && [ ! -x /usr/sbin/dovecot ]; then
+  log "installing Dovecot"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq dovecot-imapd >/dev/null
+  # the package starts a system-wide instance on port 143: the tests do not use it
+  (service dovecot stop || pkill -x dovecot || true) >/dev/null 2>&1
+fi
+export BIQ_TEST_DOVECOT=$(command -v dovecot || echo /usr/sbin/dovecot)
+
+# 4. The suite
 log "running the tests"
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

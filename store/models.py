@@ -112,6 +112,7 @@ class InboundMessage(Base):
     channel: Mapped[str] = mapped_column(String(20), default="smtp")
     dedupe_key: Mapped[str] = mapped_column(String(600), unique=True)
     message_id: Mapped[str] = mapped_column(String(500), default="")
+    mid_key: Mapped[str] = mapped_column(String(800), default="", index=True)  # Message-ID + sender
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     mail_from: Mapped[str] = mapped_column(String(500), default="")

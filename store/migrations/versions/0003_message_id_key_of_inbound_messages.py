@@ -1,0 +1,31 @@
+"""message-id key of inbound messages
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-27 06:47:13.647567
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0003'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+
+    with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('mid_key', sa.String(length=800), nullable=False, server_default=''))
+        batch_op.create_index(batch_op.f('ix_inbound_messages_mid_key'), ['mid_key'], unique=False)
+
+
+
+
+def downgrade() -> None:
+
+    with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_inbound_messages_mid_key'))
+        batch_op.drop_column('mid_key')
+
+
