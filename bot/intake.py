@@ -50,10 +50,6 @@ def store_inbound(store: Store, raw: bytes, *, mail_from: str, rcpt_to: list[str
     mid = "" if dedupe_key else _message_id(raw)
     key = dedupe_key or f"sha:{sha}"
     mid_key = f"{mid}|{_from(raw)}"[:800] if mid else ""
-    with store.session() as s:
-        existing = s.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_key == key))
-        if existing is not None:
-            return existing, True
     try:
         with store.session() as s:
             row = InboundMessage(channel=channel, dedupe_key=key[:600], message_id=mid[:500], mid_key=mid_key,

@@ -39,10 +39,11 @@ def replies_last_hour(session: Session, to: str) -> int:
 
 def queue_email(session: Session, settings: Settings, out: OutgoingEmail, *, kind: str, dedupe: str,
                 request_id: int | None = None, inbound_id: int | None = None) -> Outbox | None:
-    """Queue one reply, unless it was queued already or the sender's hourly cap is reached."""
+    """Queue one reply, unless the sender's hourly cap is reached.
+
+    *dedupe* is unique in the table: the same reply cannot be queued twice even by a bug, since
+    the transaction that would do it fails as a whole."""
     to = out.to.strip().lower()
-    if session.scalar(select(Outbox.id).where(Outbox.dedupe_key == dedupe)) is not None:
-        return None
     if replies_last_hour(session, to) >= settings.replies_per_sender_per_hour:
         log.warning("reply cap reached for a sender (%d per hour): %s reply not sent (inbound %s)",
                     settings.replies_per_sender_per_hour, kind, inbound_id)

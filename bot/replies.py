@@ -12,8 +12,12 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, time
-from email.message import EmailMessage
-from email.policy import SMTP
+from email import encoders
+from email.header import Header
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
 from email.utils import format_datetime, formataddr, make_msgid
 from pathlib import Path
 
@@ -118,26 +122,59 @@ def message_id_for(ref: str | None, domain: str) -> str:
 
 
 def build_email(out: OutgoingEmail, *, from_addr: str, from_name: str, domain: str, now) -> tuple[bytes, str]:  # noqa: ANN001
-    """The complete MIME message (text + HTML alternative) and its Message-ID."""
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = formataddr((one_line(from_name), from_addr))
+    """The complete MIME message (text + HTML alternative, attachments) and its Message-ID.
+
+    Built with the compat32 MIME classes: they are several times faster than EmailMessage's
+    header registry, and every header value here is already made safe by `one_line` (no CR,
+    LF or NUL) and encoded by `Header`, so nothing can be injected into the headers.
+    """
+    alternative = MIMEMultipart("alternative")
+    alternative.attach(MIMEText(out.text, "plain", "utf-8"))
+    alternative.attach(MIMEText(out.html, "html", "utf-8"))
+    if out.attachments:
+        msg = MIMEMultipart("mixed")
+        msg.attach(alternative)
+        for filename, mime, data in out.attachments:
+            maintype, _, subtype = mime.partition("/")
+            part = MIMEBase(maintype, subtype)
+            part.set_payload(data)
+            encoders.encode_base64(part)
+            part.add_header("Content-Disposition", "attachment", filename=one_line(filename, 100))
+            msg.attach(part)
+    else:
+        msg = alternative
+    msg["From"] = formataddr((str(Header(one_line(from_name), "utf-8")), from_addr))
     msg["To"] = one_line(out.to)
-    msg["Subject"] = one_line(out.subject, 900)
+    msg["Subject"] = readable_header(one_line(out.subject, 900))
     msg["Date"] = format_datetime(now)
     mid = message_id_for(out.ref, domain) if out.ref else make_msgid(domain=domain)
     msg["Message-ID"] = mid
-    if out.in_reply_to and re.fullmatch(r"<[^<>\s]{1,400}>", out.in_reply_to.strip()):
+    if out.in_reply_to and MSGID.fullmatch(out.in_reply_to.strip()):
         msg["In-Reply-To"] = out.in_reply_to.strip()
-        refs = [r for r in out.references if re.fullmatch(r"<[^<>\s]{1,400}>", r)][-10:]
+        refs = [r for r in out.references if MSGID.fullmatch(r)][-10:]
         if out.in_reply_to.strip() not in refs:
             refs.append(out.in_reply_to.strip())
         msg["References"] = " ".join(refs)
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
     msg["Content-Language"] = "en-CA" if out.lang == "en" else "fr-CA"
-    msg.set_content(out.text, cte="quoted-printable")
-    msg.add_alternative(out.html, subtype="html", cte="quoted-printable")
-    for filename, mime, data in out.attachments:
-        maintype, _, subtype = mime.partition("/")
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    return msg.as_bytes(), mid
+    return msg.as_bytes(policy=CRLF), mid
+
+
+CRLF = compat32.clone(linesep="\r\n")
+
+
+def readable_header(value: str) -> Header | str:
+    """Keep the ASCII start ('[BIQ-000123] ') readable and encode only the rest (RFC 2047)."""
+    if value.isascii():
+        return value
+    m = re.match(r"[\x20-\x7e]*\s", value)
+    head = m.group() if m else ""
+    h = Header()
+    if head:
+        h.append(head, "us-ascii")
+    h.append(value[len(head):], "utf-8")
+    return h
+
+
+MSGID = re.compile(r"<[^<>\s]{1,400}>")
