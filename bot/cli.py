@@ -7,6 +7,7 @@
     biq-bot requests list [--status S] [--json]
     biq-bot requests show|search|offer|accept|decline|cancel|complete|unfilled|comm …
     biq-bot report billing --month YYYY-MM [--csv]
+    biq-bot purge [--older-than 730d]
 """
 
 from __future__ import annotations
@@ -168,6 +169,25 @@ def cmd_requests_action(args: argparse.Namespace) -> int:
     return 0 if answer.ok else 1
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .purge import parse_duration, purge
+    settings = _settings(args)
+    try:
+        older = parse_duration(args.older_than or f"{settings.retention_days}d")
+    except ValueError as exc:
+        print(f"biq-bot: {exc}", file=sys.stderr)
+        return 2
+    store = _store(settings)
+    store.migrate()
+    with store.session() as s:
+        report = purge(s, older, actor=f"cli:{getpass.getuser()}")
+    for line in report.lines():
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="biq-bot", description="Interpreter requests by email and chat.")
     p.add_argument("--config", help="TOML configuration file (default: $BIQ_CONFIG, then built-in defaults)")
@@ -198,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
         ra = rsub.add_parser(action, help=helptext)
         ra.add_argument("args", nargs="*")
         ra.set_defaults(func=cmd_requests_action)
+    pp = sub.add_parser("purge", help="erase raw messages and personal details past the retention period")
+    pp.add_argument("--older-than", help="e.g. 730d, 104w, 24m, 2y (default: BIQ_RETENTION_DAYS)")
+    pp.set_defaults(func=cmd_purge)
     rep = sub.add_parser("report", help="reports")
     repsub = rep.add_subparsers(dest="report", required=True)
     rb = repsub.add_parser("billing", help="billable hours per establishment for a month (rule 8)")

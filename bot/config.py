@@ -44,6 +44,10 @@ class Settings:
     imap_processed_folder: str = "BIQ/Traités"
     imap_error_folder: str = "BIQ/Erreurs"
     imap_poll_seconds: float = 30.0
+    verp_prefix: str = "bounces"  # replies leave with MAIL FROM bounces+<outbox id>@<bot domain>
+    hard_bounces_before_undeliverable: int = 3
+    trusted_authserv_id: str = ""  # when set, requester mail must carry its Authentication-Results: dmarc/dkim=pass
+    retention_days: int = 730
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -60,6 +64,20 @@ class Settings:
     @property
     def own_addresses(self) -> set[str]:
         return {a.lower() for a in [self.bot_address, *self.extra_addresses] if a}
+
+    def verp_address(self, outbox_id: int) -> str:
+        return f"{self.verp_prefix}+{outbox_id}@{self.bot_domain}"
+
+    def verp_id(self, address: str) -> int | None:
+        """The outbox id a VERP return address stands for (bounces+123@domain → 123)."""
+        local, _, domain = address.strip().lower().rpartition("@")
+        prefix = self.verp_prefix.lower() + "+"
+        if domain == self.bot_domain.lower() and local.startswith(prefix) and local[len(prefix):].isdigit():
+            return int(local[len(prefix):])
+        return None
+
+    def accepts(self, address: str) -> bool:
+        return address.strip().lower() in self.own_addresses or self.verp_id(address) is not None
 
 
 ENV_PREFIX = "BIQ_"

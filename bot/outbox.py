@@ -152,7 +152,7 @@ class Sender:
             return
         t = self.target
         try:
-            await aiosmtplib.send(row.message, sender=self.settings.bot_address, recipients=[row.to_addr],
+            await aiosmtplib.send(row.message, sender=self.settings.verp_address(row.id), recipients=[row.to_addr],
                                   hostname=t.host, port=t.port, use_tls=t.tls, start_tls=t.starttls,
                                   username=t.user or None, password=t.password or None, timeout=30,
                                   tls_context=ssl.create_default_context())

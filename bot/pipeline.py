@@ -35,6 +35,16 @@ MAX_ATTEMPTS = 3
 OUR_MSGID = re.compile(r"<biq-0*(\d{1,9})\.[0-9a-f]+@", re.I)
 SUBJECT_TAG = re.compile(r"\[\s*BIQ-0*(\d{1,9})\s*\]", re.I)
 ACTIVE = ("incomplete", "submitted", "offered", "confirmed")
+ECHO = re.compile(r"—\s*biq-bot\s*—|-\s*biq-bot\s*-")
+
+
+def authenticated(header: str, authserv_id: str) -> bool:
+    """RFC 8601: the trusted server's own Authentication-Results says dmarc (or dkim) passed."""
+    for value in header.split("\n") if header else []:
+        serv = value.split(";", 1)[0].strip().lower()
+        if serv == authserv_id.lower() and re.search(r"\b(?:dmarc|dkim)=pass\b", value, re.I):
+            return True
+    return False
 NOTIFICATIONS_OFF = re.compile(r"\b(?:desactiver|arreter|stop|turn off|disable)\s+(?:les |the |my |mes )?notifications", re.I)
 NOTIFICATIONS_ON = re.compile(r"\b(?:activer|reactiver|turn on|enable)\s+(?:les |the |my |mes )?notifications", re.I)
 
@@ -176,6 +186,9 @@ class Pipeline:
         d = self.directory(s)
         parsed, mail = parse_email(d, inbound.raw)
         sender = mail.from_addr
+        verp = next((v for v in (self.settings.verp_id(a) for a in inbound.rcpt_to.split(",") if a) if v), None)
+        if verp is not None:
+            return self._bounce(s, verp, mail)
         if mail.defects and not mail.text and not sender:
             return Outcome("quarantined", "unreadable message: " + "; ".join(mail.defects)[:300])
         if sender in self.settings.own_addresses:
@@ -191,9 +204,15 @@ class Pipeline:
         if not sender or "@" not in sender:
             return Outcome("quarantined", "no usable sender address")
         origin = Origin("email", sender, mail.message_id, mail.references)
+        if ECHO.search(parsed.text):
+            return Outcome("ignored", "our own reply echoed back (auto-responder without headers): not answered")
         requester = self.requester_by_email(s, sender)
         if requester is None:
             return self._unknown_sender(s, inbound, origin, parsed)
+        if self.settings.trusted_authserv_id and not authenticated(mail.headers.get("authentication-results", ""),
+                                                                  self.settings.trusted_authserv_id):
+            return Outcome("ignored", "sender not authenticated by the trusted server (no DMARC/DKIM pass): "
+                                      "treated as spoofed, no request")
         numbers: list[int] = []
         m = SUBJECT_TAG.search(mail.subject)
         if m:
@@ -266,6 +285,20 @@ class Pipeline:
             if req is not None and self.may_act(msg.requester, req):
                 return req
         return None
+
+    def _bounce(self, s: Session, outbox_id: int, mail) -> Outcome:  # noqa: ANN001 - parsers.mime.MailMessage
+        """A bounce of one of our replies (VERP): count hard ones against the address."""
+        row = s.get(Outbox, outbox_id)
+        if row is None:
+            return Outcome("ignored", f"bounce for unknown outbox {outbox_id}")
+        hard = mail.dsn_status.startswith("5") if mail.dsn_status else True
+        requester = s.scalar(select(Requester).where(Requester.email == row.to_addr))
+        if requester is not None and hard:
+            requester.bounces += 1
+            if requester.bounces >= self.settings.hard_bounces_before_undeliverable and not requester.undeliverable:
+                requester.undeliverable = True
+                log.warning("requester %d marked undeliverable after %d hard bounces", requester.id, requester.bounces)
+        return Outcome("ignored", f"{'hard' if hard else 'soft'} bounce of outbox {outbox_id} ({row.kind})")
 
     def _unknown_sender(self, s: Session, inbound: InboundMessage, origin: Origin, parsed: ParsedRequest) -> Outcome:
         if parsed.intent == "other":  # spam and strays: answering would be backscatter

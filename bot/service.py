@@ -20,6 +20,17 @@ from .setup import prepare_store
 from .smtp_server import IntakeHandler, make_smtp_server
 
 log = logging.getLogger("biq.service")
+# Libraries that would log message bodies (aiosmtpd at DEBUG) or the Telegram token (httpx logs URLs):
+# whatever the logging configuration, they never go below these levels (Law 25, secrets).
+QUIET = {"mail.log": logging.INFO, "httpx": logging.WARNING, "httpcore": logging.WARNING,
+         "telegram": logging.INFO, "imapclient": logging.INFO}
+
+
+def quiet_libraries() -> None:
+    for name, level in QUIET.items():
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < level or logger.level < level:
+            logger.setLevel(level)
 
 
 class Service:
@@ -34,6 +45,7 @@ class Service:
         self.tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
+        quiet_libraries()
         await asyncio.to_thread(prepare_store, self.store, self.settings)
         loop = asyncio.get_running_loop()
         handler = IntakeHandler(self.store, self.settings, on_stored=lambda: loop.call_soon_threadsafe(self.work.set))

@@ -33,7 +33,7 @@ class IntakeHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
-        if address.strip().lower() not in self.settings.own_addresses:
+        if not self.settings.accepts(address):
             return "550 5.1.1 Unknown recipient: this server only accepts mail for the interpreter bank"
         if len(envelope.rcpt_tos) >= 20:
             return "452 4.5.3 Too many recipients"

@@ -42,6 +42,7 @@ class MailMessage:
     html_only: bool = False
     attachments: list[str] = field(default_factory=list)
     is_report: bool = False
+    dsn_status: str = ""  # e.g. "5.1.1" from a delivery-status report
     defects: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -98,6 +99,15 @@ def _safe_header(msg: Message, name: str) -> str:
                 value = v
                 break
     return header_text(value)
+
+
+def _raw_header(msg: Message, name: str) -> str:
+    """The header as received (encoded-words left alone), unfolded, without NULs."""
+    try:
+        value = msg.get(name)
+    except Exception:  # noqa: BLE001
+        value = None
+    return " ".join(str(value or "").replace("\x00", "").split())
 
 
 def decode_part(part: Message) -> str:
@@ -201,9 +211,14 @@ def _read_email(raw: bytes) -> MailMessage:
         return m
     for k, v in msg.items():  # kept raw: only the few headers read below are decoded
         m.headers.setdefault(k.lower(), str(v)[:500])
-    name, addr = email.utils.parseaddr(_safe_header(msg, "From"))
-    m.from_name, m.from_addr = name.strip(), addr.strip().lower()
-    m.to = [a.lower() for _, a in email.utils.getaddresses([_safe_header(msg, "To"), _safe_header(msg, "Cc")]) if a]
+    # Addresses are parsed from the raw header, and only then is the display name decoded:
+    # decoding first would let an encoded-word in the name smuggle in another address.
+    name, addr = email.utils.parseaddr(_raw_header(msg, "From"))
+    m.from_name, m.from_addr = header_text(name).strip(), addr.strip().lower()
+    if any(c in m.from_addr for c in "\r\n\x00 <>\"") or m.from_addr.count("@") != 1:
+        m.defects.append("unusable From address")
+        m.from_addr = ""
+    m.to = [a.lower() for _, a in email.utils.getaddresses([_raw_header(msg, "To"), _raw_header(msg, "Cc")]) if a]
     m.subject = _safe_header(msg, "Subject")[:998]
     try:
         d = email.utils.parsedate_to_datetime(_safe_header(msg, "Date"))
@@ -231,6 +246,9 @@ def _read_email(raw: bytes) -> MailMessage:
         ct = part.get_content_type()
         if ct in ("multipart/report", "message/delivery-status", "message/feedback-report"):
             m.is_report = m.is_report or not attached
+            if ct == "message/delivery-status" and not m.dsn_status:
+                found = re.search(rb"^Status:\s*([245]\.\d{1,3}\.\d{1,3})", _raw_payload(part), re.M | re.I)
+                m.dsn_status = found.group(1).decode() if found else ""
             continue
         if part.is_multipart() or attached:
             continue
@@ -253,6 +271,14 @@ def _read_email(raw: bytes) -> MailMessage:
         m.text = "\n\n".join(html_to_text(h) for h in html_parts)
     m.text = m.text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")[:MAX_TEXT]
     return m
+
+
+def _raw_payload(part: Message) -> bytes:
+    """The text of a message/delivery-status part (the stdlib parses it into header blocks)."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return b"\n".join(p.as_bytes() if isinstance(p, Message) else bytes(str(p), "utf-8", "replace") for p in payload)
+    return payload.encode("utf-8", "replace") if isinstance(payload, str) else b""
 
 
 def _walk(node: Message, attached: bool = False, depth: int = 0):
