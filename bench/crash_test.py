@@ -100,7 +100,7 @@ def main() -> int:
     env = dict(os.environ, BIQ_DATABASE_URL=args.database_url or f"sqlite:///{tmp / 'biq.db'}",
                BIQ_SMTP_LISTEN=f"127.0.0.1:{free_port()}", BIQ_OUTBOUND=f"dir:{tmp / 'out'}",
                BIQ_BOT_ADDRESS="biq@ssss.gouv.qc.ca", BIQ_REPLIES_PER_SENDER_PER_HOUR="1000000",
-               BIQ_POLL_INTERVAL="0.05")
+               BIQ_POLL_INTERVAL="0.05", BIQ_OUTBOUND_LEASE_SECONDS="5")
     server = Server(env)
     server.start()
     accepted: set[int] = set()

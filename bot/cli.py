@@ -8,6 +8,7 @@
     biq-bot requests show|search|offer|accept|decline|cancel|complete|unfilled|comm …
     biq-bot report billing --month YYYY-MM [--csv]
     biq-bot purge [--older-than 730d]
+    biq-bot status [--json] | check-config | templates preview NAME [--lang fr|en]
 """
 
 from __future__ import annotations
@@ -188,6 +189,36 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .ops import status, status_text
+    settings = _settings(args)
+    store = _store(settings)
+    store.migrate()
+    st = status(store)
+    print(json.dumps(st, indent=1) if args.json else status_text(st))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .ops import check_config
+    checks = check_config(args.config)
+    for c in checks:
+        print(f"{'ok     ' if c.ok else 'PROBLEM'} {c.name:14} {c.sentence}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_templates_preview(args: argparse.Namespace) -> int:
+    from .replies import make_environment, render, sample_context, template_kinds
+    settings = _settings(args)
+    if args.name not in template_kinds():
+        print(f"biq-bot: no template {args.name!r}; there are: {', '.join(template_kinds())}", file=sys.stderr)
+        return 2
+    out = render(make_environment(settings.templates_dir or None), args.name, args.lang,
+                 bot_name=settings.bot_name, **sample_context(args.name))
+    print(f"Subject: {out.subject}\n\n{out.html if args.html else out.text}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="biq-bot", description="Interpreter requests by email and chat.")
     p.add_argument("--config", help="TOML configuration file (default: $BIQ_CONFIG, then built-in defaults)")
@@ -218,6 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
         ra = rsub.add_parser(action, help=helptext)
         ra.add_argument("args", nargs="*")
         ra.set_defaults(func=cmd_requests_action)
+    st = sub.add_parser("status", help="queue depths, oldest waiting item, requests by status")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+    sub.add_parser("check-config", help="validate the configuration: store, relay, IMAP, Telegram token, directory"
+                   ).set_defaults(func=cmd_check_config)
+    tp = sub.add_parser("templates", help="reply templates")
+    tsub = tp.add_subparsers(dest="action", required=True)
+    tv = tsub.add_parser("preview", help="render a template with sample data")
+    tv.add_argument("name")
+    tv.add_argument("--lang", choices=["fr", "en"], default="fr")
+    tv.add_argument("--html", action="store_true")
+    tv.set_defaults(func=cmd_templates_preview)
     pp = sub.add_parser("purge", help="erase raw messages and personal details past the retention period")
     pp.add_argument("--older-than", help="e.g. 730d, 104w, 24m, 2y (default: BIQ_RETENTION_DAYS)")
     pp.set_defaults(func=cmd_purge)
@@ -230,10 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (BIQ_LOG_FORMAT=json); the messages themselves carry no personal data."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                           "message": record.getMessage()}, ensure_ascii=False)
+
+
+def setup_logging(verbose: bool) -> None:
+    import os
+    handler = logging.StreamHandler()
+    if os.environ.get("BIQ_LOG_FORMAT", "").lower() == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     for noisy in ("mail.log", "alembic", "aiosmtpd"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -28,6 +28,7 @@ class Settings:
     outbound_max_attempts: int = 12
     outbound_backoff_seconds: float = 30.0
     outbound_backoff_max_seconds: float = 3600.0
+    outbound_lease_seconds: float = 300.0  # a reply claimed by an instance that died is retried after this
     smtp_user: str = ""
     smtp_password: str = ""
     late_cancellation_hours: int = 48
@@ -48,6 +49,9 @@ class Settings:
     hard_bounces_before_undeliverable: int = 3
     trusted_authserv_id: str = ""  # when set, requester mail must carry its Authentication-Results: dmarc/dkim=pass
     retention_days: int = 730
+    http_listen: str = ""  # e.g. 127.0.0.1:9108 serves /healthz and /metrics
+    reminder_hour: int = 14  # local hour after which the day-before reminders go out
+    log_format: str = "text"  # or "json"
 
     @property
     def listen_host_port(self) -> tuple[str, int]:

@@ -26,10 +26,10 @@ from store.db import Store, utcnow
 from store.models import Outbox
 
 from .config import Settings
+from .metrics import FAILURES, REPLIES_OUT
 from .replies import OutgoingEmail, build_email
 
 log = logging.getLogger("biq.outbox")
-LEASE = timedelta(minutes=5)
 
 
 def replies_last_hour(session: Session, to: str) -> int:
@@ -104,9 +104,10 @@ class Sender:
             q = (select(Outbox).where(Outbox.state == "pending", Outbox.next_attempt_at <= now)
                  .order_by(Outbox.id).limit(limit).with_for_update(skip_locked=True))
             rows = list(s.scalars(q))
+            lease = timedelta(seconds=self.settings.outbound_lease_seconds)
             for r in rows:
                 r.attempts += 1
-                r.next_attempt_at = now + LEASE
+                r.next_attempt_at = now + lease
             return rows
 
     def _finish(self, row_id: int, error: str | None, permanent: bool, attempts: int) -> None:
@@ -136,10 +137,12 @@ class Sender:
                 error = f"{type(exc).__name__}: {exc}"
             await asyncio.to_thread(self._finish, row.id, error, permanent, row.attempts)
             if error:
+                FAILURES.labels("delivery_permanent" if permanent else "delivery_retry").inc()
                 level = logging.ERROR if permanent else logging.WARNING
                 log.log(level, "outbox %d (%s): %s%s", row.id, row.kind,
                         "permanent failure: " if permanent else "will retry: ", error[:200])
             else:
+                REPLIES_OUT.labels(row.channel).inc()
                 log.info("outbox %d (%s) delivered", row.id, row.kind)
         return sent
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from parsers.directory import Directory
@@ -27,6 +27,7 @@ from store.models import InboundMessage, Outbox, Request, Requester
 
 from . import rules, workflow
 from .config import Settings
+from .metrics import FAILURES, LATENCY, PROCESSED
 from .notify import Notifier, Origin
 from .replies import format_date
 
@@ -138,8 +139,11 @@ class Pipeline:
                 row.processed_at = utcnow()
                 s.flush()
                 outcomes.append((row.id, outcome))
-        for inbound_id, outcome in outcomes:
+        now = utcnow()
+        for (inbound_id, outcome), row in zip(outcomes, rows, strict=True):
             log.info("inbound %d (%s): %s", inbound_id, outcome.state, outcome.summary)
+            PROCESSED.labels(outcome.state).inc()
+            LATENCY.observe(max(0.0, (now - row.received_at).total_seconds()))
         return len(outcomes)
 
     def process_next(self) -> bool:
@@ -173,6 +177,7 @@ class Pipeline:
             if row.attempts >= MAX_ATTEMPTS:
                 row.state = "quarantined"
                 row.outcome = f"quarantined after {row.attempts} failures: {type(exc).__name__}"
+                FAILURES.labels("quarantined").inc()
                 row.processed_at = utcnow()
                 log.error("inbound %d quarantined: %s", inbound_id, type(exc).__name__)
 
@@ -445,13 +450,29 @@ class Pipeline:
         return Outcome("done", f"notifications turned {'on' if on else 'off'}")
 
     def upcoming(self, s: Session, requester: Requester, limit: int = 50) -> list[Request]:
-        """The requester's upcoming requests and those of their installations ('mes demandes')."""
+        """The requester's upcoming requests and those of their installations ('mes demandes').
+
+        Each branch (own requests, each installation, undated ones) is an index-ordered query with
+        its own LIMIT; merging a few small lists is cheap, whereas one query with an OR across
+        columns scans every request (measured by bench/search_bench.py)."""
         today = datetime.now(self.tz).date()
-        mine = [i.id for i in requester.installations]
-        q = select(Request).where(Request.status.in_(ACTIVE), or_(Request.date.is_(None), Request.date >= today))
+        active = Request.status.in_(ACTIVE)
+        order = (Request.date, Request.start_time, Request.id)
+        if requester.role == "staff":
+            branches = [select(Request).where(active, Request.date >= today)]
+        else:
+            branches = [select(Request).where(Request.requester_id == requester.id, active, Request.date >= today)]
+            branches += [select(Request).where(Request.location_id == i.id, active, Request.date >= today)
+                         for i in requester.installations]
+        undated = select(Request).where(active, Request.date.is_(None))
         if requester.role != "staff":
-            q = q.where(or_(Request.requester_id == requester.id, Request.location_id.in_(mine)))
-        return list(s.scalars(q.order_by(Request.date, Request.start_time, Request.id).limit(limit)))
+            undated = undated.where(Request.requester_id == requester.id)
+        found: dict[int, Request] = {}
+        for q in branches:
+            for r in s.scalars(q.order_by(*order).limit(limit)):
+                found[r.id] = r
+        dated = sorted(found.values(), key=lambda r: (r.date, r.start_time or datetime.min.time(), r.id))[:limit]
+        return dated + list(s.scalars(undated.order_by(Request.id).limit(max(0, limit - len(dated)))))
 
     def status_lines(self, s: Session, reqs: list[Request]) -> list[dict]:
         d = self.directory(s)

@@ -178,3 +178,22 @@ def readable_header(value: str) -> Header | str:
 
 
 MSGID = re.compile(r"<[^<>\s]{1,400}>")
+
+
+def sample_context(kind: str) -> dict:
+    """Example data for previewing a template (fictional)."""
+    from datetime import date as _date
+    from datetime import time as _time
+    r = dict(ref="BIQ-000123", status="submitted", date=_date(2026, 12, 3), start_time=_time(13, 30), duration=90,
+             language_name="espagnol", location_name="CLSC de Parc-Extension", mode="in_person",
+             interpreter_type="bi_rsss", preferred_name="María Fernanda López", preferred_note=None,
+             has_user_phone=True, duplicate_of=None, interpreter_name="María Fernanda López", late=False)
+    return {"r": r, "problems": ["missing_duration", "unclear_date"], "late": True, "late_hours": 48,
+            "sender": "someone@example.org", "coordination": "coordination.biq@ssss.gouv.qc.ca", "ref": "BIQ-000123",
+            "action": "cancel", "on": False, "code": "123456", "minutes": 15,
+            "requests": [{"line_fr": "BIQ-000123 — jeudi 3 décembre 2026, 13:30 — espagnol — submitted",
+                          "line_en": "BIQ-000123 — Thursday, December 3, 2026, 13:30 — Spanish — submitted"}]}
+
+
+def template_kinds() -> list[str]:
+    return sorted({p.name.split(".")[0] for p in BUILTIN_TEMPLATES.glob("*.j2") if not p.name.startswith("_")})

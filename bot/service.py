@@ -70,7 +70,13 @@ class Service:
             self.imap_thread = threading.Thread(target=self.imap.run, args=(self.imap_stop,), name="imap", daemon=True)
             self.imap_thread.start()
             log.info("reading IMAP mailbox %s:%d/%s", self.imap.target.host, self.imap.target.port, self.imap.target.folder)
-        self.tasks = [asyncio.create_task(self._work_loop(), name="pipeline"),
+        self.http = None
+        if self.settings.http_listen:
+            from .metrics import HttpEndpoint
+            self.http = HttpEndpoint(self.settings.http_listen, self._healthy)
+            await self.http.start()
+        self.tasks = [asyncio.create_task(self._reminder_loop(), name="reminders"),
+                      asyncio.create_task(self._work_loop(), name="pipeline"),
                       asyncio.create_task(self.sender.run(self.stop_event), name="sender")]
 
     async def _work_loop(self) -> None:
@@ -89,7 +95,30 @@ class Service:
             except TimeoutError:
                 pass
 
+    def _healthy(self) -> bool:
+        try:
+            with self.store.engine.connect() as c:
+                c.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - unhealthy is the answer
+            return False
+
+    async def _reminder_loop(self) -> None:
+        from .reminders import send_due_reminders
+        while not self.stop_event.is_set():
+            try:
+                if await asyncio.to_thread(send_due_reminders, self.store, self.pipeline):
+                    self.sender.wake.set()
+            except Exception:  # noqa: BLE001 - retried at the next tick
+                log.exception("reminders pass failed")
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), timeout=300)
+            except TimeoutError:
+                pass
+
     async def stop(self) -> None:
+        if getattr(self, "http", None) is not None:
+            await self.http.stop()
         if getattr(self, "imap", None) is not None:
             self.imap_stop.set()
             await asyncio.to_thread(self.imap_thread.join, 15)

@@ -18,6 +18,7 @@ from store.db import Store
 
 from .config import Settings
 from .intake import store_inbound
+from .metrics import FAILURES, MESSAGES_IN
 
 log = logging.getLogger("biq.smtp")
 
@@ -51,11 +52,13 @@ class IntakeHandler:
                                                    rcpt_to=list(envelope.rcpt_tos)))
         except Exception as exc:  # noqa: BLE001 - any store failure must become a 451, never a lost message
             log.error("could not store an incoming message (%s): answered 451", type(exc).__name__)
+            FAILURES.labels("intake").inc()
             return "451 4.3.0 Temporary failure storing the message, please retry later"
         if duplicate:
             log.info("inbound %d received again: already stored, nothing to do", inbound_id)
         else:
             log.info("inbound %d stored (%d bytes)", inbound_id, len(raw))
+            MESSAGES_IN.labels("smtp").inc()
             self.on_stored()
         return f"250 2.0.0 Message accepted for delivery <inbound {inbound_id}>"
 

@@ -160,7 +160,9 @@ class Request(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     requester: Mapped[Requester] = relationship(lazy="joined")
     __table_args__ = (Index("ix_requests_status_date", "status", "date"),
-                      Index("ix_requests_date_start", "date", "start_time"))
+                      Index("ix_requests_date_start", "date", "start_time"),
+                      Index("ix_requests_requester_date", "requester_id", "date"),
+                      Index("ix_requests_location_date", "location_id", "date"))
 
     @property
     def ref(self) -> str:

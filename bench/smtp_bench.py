@@ -1,0 +1,139 @@
+"""SMTP end to end: K concurrent clients send N realistic requests through a real socket into
+`biq-bot serve`; messages/second until every reply is committed to the outbox, and p50/p99
+latency from DATA to reply committed. The same clients against a bare aiosmtpd server that only
+answers 250 give the reference rate, and the ratio.
+
+    python bench/smtp_bench.py [--messages 2000] [--clients 1,8,32] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.crash_test import SENDERS, message  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def blast(port: int, n: int, k: int, offset: int) -> tuple[float, dict[str, float]]:
+    """Send n messages over k persistent connections; returns (seconds, {message-id: DATA time})."""
+    raws = [(i, message(offset + i)) for i in range(n)]
+    data_at: dict[str, float] = {}
+    lock = threading.Lock()
+    chunks = [raws[j::k] for j in range(k)]
+
+    def client(chunk) -> None:  # noqa: ANN001
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as c:
+            for i, m in chunk:
+                raw = m.as_bytes()
+                t = time.time()
+                c.sendmail(SENDERS[(offset + i) % len(SENDERS)], ["biq@ssss.gouv.qc.ca"], raw)
+                with lock:
+                    data_at[m["Message-ID"]] = t
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in chunks if c]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, data_at
+
+
+def bare_rate(n: int, k: int) -> float:
+    from aiosmtpd.controller import Controller
+
+    class Ok:
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+            return "250 OK"
+
+    port = free_port()
+    ctl = Controller(Ok(), hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        secs, _ = blast(port, n, k, 10_000_000)
+    finally:
+        ctl.stop()
+    return n / secs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--clients", default="1,8,32")
+    ap.add_argument("--database-url", default="")
+    args = ap.parse_args()
+    from sqlalchemy import func, select
+
+    from store.db import Store
+    from store.models import InboundMessage, Outbox
+
+    print(f"{'K':>3} {'messages':>8} {'bot msg/s':>10} {'bare msg/s':>11} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8}")
+    offset = 0
+    for k in (int(x) for x in args.clients.split(",")):
+        tmp = Path(tempfile.mkdtemp(prefix="biq-smtp-bench-"))
+        url = args.database_url or f"sqlite:///{tmp / 'biq.db'}"
+        port = free_port()
+        env = dict(os.environ, BIQ_DATABASE_URL=url, BIQ_SMTP_LISTEN=f"127.0.0.1:{port}",
+                   BIQ_OUTBOUND=f"dir:{tmp / 'out'}", BIQ_BOT_ADDRESS="biq@ssss.gouv.qc.ca",
+                   BIQ_REPLIES_PER_SENDER_PER_HOUR="100000000", BIQ_POLL_INTERVAL="0.02")
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            store = Store(url)
+            t0 = time.perf_counter()
+            _, data_at = blast(port, args.messages, k, offset)
+            while True:
+                with store.session() as s:
+                    waiting = s.scalar(select(func.count()).select_from(InboundMessage)
+                                       .where(InboundMessage.state == "new"))
+                    queued = s.scalar(select(func.count()).select_from(Outbox))
+                if not waiting and queued >= args.messages:
+                    break
+                time.sleep(0.02)
+            total = time.perf_counter() - t0
+            with store.session() as s:
+                rows = s.execute(select(InboundMessage.message_id, func.min(Outbox.created_at))
+                                 .join(Outbox, Outbox.inbound_id == InboundMessage.id)
+                                 .group_by(InboundMessage.message_id)).all()
+            lat = sorted((c.timestamp() - data_at[m]) * 1000 for m, c in rows if m in data_at
+                         and isinstance(c, datetime))
+            store.dispose()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        bare = bare_rate(args.messages, k)
+        rate = args.messages / total
+        p50 = statistics.median(lat) if lat else float("nan")
+        p99 = lat[int(0.99 * (len(lat) - 1))] if lat else float("nan")
+        print(f"{k:3d} {args.messages:8d} {rate:10.0f} {bare:11.0f} {rate / bare:6.2f} {p50:8.1f} {p99:8.1f}")
+        offset += args.messages
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Several instances on one PostgreSQL store, and the benchmark scripts at a small size."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from store.db import Store
+from store.models import InboundMessage, Outbox, Request
+
+from .conftest import ROOT, free_port
+
+
+def _serve(url: str, out, extra: dict | None = None) -> tuple[subprocess.Popen, int]:  # noqa: ANN001
+    port = free_port()
+    env = dict(os.environ, BIQ_DATABASE_URL=url, BIQ_SMTP_LISTEN=f"127.0.0.1:{port}", BIQ_OUTBOUND=f"dir:{out}",
+               BIQ_BOT_ADDRESS="biq@ssss.gouv.qc.ca", BIQ_REPLIES_PER_SENDER_PER_HOUR="100000000",
+               BIQ_POLL_INTERVAL="0.05", BIQ_OUTBOUND_LEASE_SECONDS="3", **(extra or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("serve did not start")
+
+
+def test_two_instances_share_the_work_and_survive_a_kill(pg_database, tmp_path):
+    """1,000 messages split between two instances on one PostgreSQL; one is killed mid-way."""
+    import smtplib
+
+    from bench.crash_test import SENDERS, message
+    from bot.config import Settings
+    from bot.setup import prepare_store
+    store = Store(pg_database)
+    prepare_store(store, Settings(database_url=pg_database))
+    out = tmp_path / "out"
+    a, port_a = _serve(pg_database, out)
+    b, port_b = _serve(pg_database, out)
+    accepted: set[str] = set()
+    lock = threading.Lock()
+
+    def client(port: int, ids: range) -> None:
+        for i in ids:
+            m = message(i)
+            while True:
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+                        c.sendmail(SENDERS[i % len(SENDERS)], ["biq@ssss.gouv.qc.ca"], m.as_bytes())
+                    with lock:
+                        accepted.add(m["Message-ID"])
+                    break
+                except (OSError, smtplib.SMTPException):
+                    port = port_b  # the instance died: the sender's retry goes to the other one
+                    time.sleep(0.05)
+
+    threads = [threading.Thread(target=client, args=(port_a, range(0, 500))),
+               threading.Thread(target=client, args=(port_b, range(500, 1000)))]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    a.send_signal(signal.SIGKILL)  # one instance dies mid-way
+    a.wait()
+    for t in threads:
+        t.join(300)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            with store.session() as s:
+                new = s.scalar(select(func.count()).select_from(InboundMessage).where(InboundMessage.state == "new"))
+                pending = s.scalar(select(func.count()).select_from(Outbox).where(Outbox.state == "pending"))
+            if not new and not pending:
+                break
+            time.sleep(0.5)
+    finally:
+        b.terminate()
+        b.wait(timeout=30)
+    assert len(accepted) == 1000
+    with store.session() as s:
+        per_message = dict(s.execute(select(InboundMessage.message_id, func.count(Request.id))
+                                     .join(Request, Request.inbound_id == InboundMessage.id)
+                                     .group_by(InboundMessage.message_id)).all())
+        replies = dict(s.execute(select(InboundMessage.message_id, func.count(Outbox.id))
+                                 .join(Outbox, Outbox.inbound_id == InboundMessage.id)
+                                 .where(Outbox.state == "sent").group_by(InboundMessage.message_id)).all())
+    assert all(per_message.get(m) == 1 for m in accepted), "a message without exactly one request"
+    assert all(replies.get(m) == 1 for m in accepted), "a message without exactly one reply"
+    assert len(list(out.glob("*.eml"))) == 1000
+    store.dispose()
+
+
+@pytest.mark.parametrize("script,args,expect", [
+    ("parse_bench.py", ["--limit", "20", "--passes", "1"], "median ms"),
+    ("smtp_bench.py", ["--messages", "40", "--clients", "1,8"], "bare msg/s"),
+    ("search_bench.py", ["--requests", "3000", "--queries", "20", "--explain"], "my requests"),
+    ("memory_bench.py", ["--messages", "60", "--clients", "4"], "RSS after"),
+    ("imap_bench.py", ["--messages", "50"], "IMAP reader"),
+])
+def test_bench_scripts_run_and_print_their_table(script, args, expect):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert expect in proc.stdout
