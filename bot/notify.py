@@ -39,8 +39,12 @@ class Origin:
 
 def queue_chat(session: Session, settings: Settings, chat_id: str, text: str, *, kind: str, dedupe: str,
                request_id: int | None = None, inbound_id: int | None = None, keyboard: list | None = None) -> Outbox | None:
-    """Queue a chat message in the same outbox as email (same transaction, same exactly-once rules)."""
+    """Queue a chat message in the same outbox as email (same transaction, same exactly-once rules).
+
+    Nothing is queued while the chat channel is off: there would be no way to deliver it."""
     from sqlalchemy import select
+    if not settings.telegram_token:
+        return None
     if session.scalar(select(Outbox.id).where(Outbox.dedupe_key == dedupe)) is not None:
         return None
     now = utcnow()
@@ -71,6 +75,8 @@ def ics_for(req: Request, place: str, settings: Settings) -> bytes:
     if place:
         ev.add("location", place)
     cal.add_component(ev)
+    if hasattr(cal, "add_missing_timezones"):
+        cal.add_missing_timezones()  # a VTIMEZONE for America/Montreal, for clients that need one
     return cal.to_ical()
 
 

@@ -136,7 +136,7 @@ def build_email(out: OutgoingEmail, *, from_addr: str, from_name: str, domain: s
         msg.attach(alternative)
         for filename, mime, data in out.attachments:
             maintype, _, subtype = mime.partition("/")
-            part = MIMEBase(maintype, subtype)
+            part = MIMEBase(maintype, subtype, **({"charset": "utf-8"} if maintype == "text" else {}))
             part.set_payload(data)
             encoders.encode_base64(part)
             part.add_header("Content-Disposition", "attachment", filename=one_line(filename, 100))

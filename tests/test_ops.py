@@ -82,7 +82,7 @@ async def test_healthz_and_metrics(db_url, sink):
 
 def test_reminders_go_once_the_day_before(db_url, tmp_path):
     from bot.intake import store_inbound
-    settings = make_settings(db_url, f"dir:{tmp_path}", reminder_hour=14)
+    settings = make_settings(db_url, f"dir:{tmp_path}", reminder_hour=14, telegram_token="123456:TEST")
     store = Store(db_url)
     prepare_store(store, settings)
     store_inbound(store, make_mail(complete_request(in_days(1))).as_bytes(), mail_from="", rcpt_to=[])
