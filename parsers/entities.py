@@ -13,8 +13,8 @@ from rapidfuzz import fuzz, process
 
 from .directory import Directory, Match, key, tokens
 
-STREET_WORDS = re.compile(r"(?:\b(?:rue|boul|boulevard|bd|blvd|avenue|av|chemin|ch|place|autoroute|street|"
-                          r"road|rd|montee|cote|rang|metro|station)\.?|\d+,?)\s*$")
+STREET_WORDS = re.compile(r"\b(?:rue|boul|boulevard|bd|blvd|avenue|av|chemin|ch|place|autoroute|street|"
+                          r"road|rd|montee|cote|rang|metro|station)\.?\s*$")
 PLACE_DISTRACTORS = re.compile(r"(?:transfere|transferee|transferred|hospitalise|hospitalisee|hospitalized|"
                                r"admis|admitted|demenage|moved|provenant|vient|venant|from)\s+(?:a|au|to|de|du|the|a l'|a la|de l'|de la)?\s*$")
 NEGATED = re.compile(r"(?:et non|and not|not|au lieu d[eu']?|plutot qu[e']|instead of|rather than|pas)\s+"
@@ -320,7 +320,7 @@ APPOINTMENT_NOUNS = re.compile(
 REASON_CUE = re.compile(
     r"(?:\bc'est pour|\bc'est|\bil s'agit d'|\bit's|\bit is|\bthis is for|\bthis is|\bpour|\bfor|"
     r"\bdans le cadre d'|\bconcernant|\bregarding|\bau sujet d'|\boffrons|\borganisons|\btenons|\boffer|"
-    r"\bhold|\bhost)\s*(?:(?:un|une|la|le|les|l'|a|an|the|his|her|their|des|d'un|d'une|two|deux|trois|three|"
+    r"\bhold|\bhost)\s*(?:for\s+|pour\s+)?(?:(?:un|une|la|le|les|l'|a|an|the|his|her|their|des|d'un|d'une|two|deux|trois|three|"
     r"our|nos|notre)\b\s*)?(?:\w+'s\s+)?")
 NOT_REASON_START = re.compile(
     r"^(?:usager|usagere|patient|patiente|patients|client|one of|l'un|un de|une de|him|her|them|"

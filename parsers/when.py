@@ -44,7 +44,7 @@ _NOT_TIME = r"(?!\s*(?:h\b|h\d|:\d|heure|hr|am\b|pm\b|a\.m|p\.m|min))"
 ISO_DATE = re.compile(r"\b(20\d\d)-(\d{1,2})-(\d{1,2})\b")
 NUM_DATE = re.compile(r"(?<![\d/.-])(\d{1,2})[/.](\d{1,2})(?:[/.](\d{4}|\d\d))?(?![\d/])")
 DAY_MONTH = re.compile(
-    rf"\b(?:({_WD})s?\.?,?\s+)?(?:(?:le|les|the)\s+)?(\d{{1,2}}){_ORD}"
+    rf"\b(?:({_WD})s?\.?,?\s+)?(?:(?:le|les|the)\s+)?(?<![\d:])(?<!h)(?<!h )(\d{{1,2}}){_ORD}"
     rf"((?:(?:\s*,\s*|\s+(?:et|and|&)\s+)(?:(?:{_WD})s?\s+)?(?:le\s+)?\d{{1,2}}{_ORD})*)"
     rf"\s+(?:de\s+|of\s+)?({_MONTH})\b\.?(?:,?\s+(20\d\d))?")
 MONTH_DAY = re.compile(

@@ -45,6 +45,11 @@ def appts(directory, text, today=FRI, **kw):
      [("2026-12-01", "09:00", 60), ("2026-12-08", "09:00", 60), ("2026-12-15", "09:00", 60)]),
     ("Interprète en arabe le 10 janvier à 10h, 1h.", [("2027-01-10", "10:00", 60)]),
     ("Interprète aujourd'hui à 15 h, 30 minutes.", [("2026-11-20", "15:00", 30)]),
+    ("Interprète arabe le 2 décembre à 9 h 30 et le 9 décembre à 14 h, 1 h chaque fois.",
+     [("2026-12-02", "09:30", 60), ("2026-12-09", "14:00", 60)]),
+    ("Interprète tamoul pour le 4 décembre prochain à 10h30. La rencontre durera environ 1h.",
+     [("2026-12-04", "10:30", 60)]),
+    ("Please book a Romanian interpreter for Dec 14 at 3 pm, 1.5 hours.", [("2026-12-14", "15:00", 90)]),
 ])
 def test_dates_times_durations(directory, text, expected):
     assert appts(directory, text) == expected
@@ -134,6 +139,8 @@ def test_karen_is_a_name_unless_it_is_a_language(directory):
     ("à HMR", "hopital-maisonneuve-rosemont"),
     ("at the Glen", "cusm-glen"),
     ("à Ste-Justine", "chu-sainte-justine"),
+    ("13 h à 14 h 30, Institut Douglas", "institut-douglas"),
+    ("au CLSC Métro", "clsc-metro"),
     ("au clsc samuel de champlain", "clsc-samuel-de-champlain"),
 ])
 def test_installations(directory, text, inst):
