@@ -165,6 +165,9 @@ def cmd_requests_action(args: argparse.Namespace) -> int:
     prepare_store(store, settings)
     commands = ChatCommands(store, Pipeline(store, settings))
     text = " ".join(args.args)
+    actor = f"cli:{getpass.getuser()}"
+    if getattr(args, "json", False) and args.action in ("show", "search"):
+        return _requests_json(store, commands, args.action, text, actor)
     answer = commands.run_as(Actor("staff", f"cli:{getpass.getuser()}"), args.action, text)
     print(answer.text, file=sys.stdout if answer.ok else sys.stderr)
     return 0 if answer.ok else 1
@@ -219,6 +222,36 @@ def cmd_templates_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _requests_json(store, commands, action: str, text: str, actor: str) -> int:  # noqa: ANN001
+    """`requests show|search --json`: the same look-ups, as JSON, audited like any staff read."""
+    from store.db import utcnow
+    from store.models import AuditEntry, Request, RequestEvent
+
+    from .chat_commands import parse_ref
+    from .workflow import WorkflowError
+    with store.session() as s:
+        try:
+            if action == "show":
+                n = parse_ref(text)
+                req = s.get(Request, n) if n else None
+                if req is None:
+                    print(f"biq-bot: request not found: {text}", file=sys.stderr)
+                    return 1
+                out = request_as_dict(req)
+                out["history"] = [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action,
+                                   "from": e.from_status, "to": e.to_status, "reason": e.reason}
+                                  for e in s.query(RequestEvent).filter_by(request_id=req.id).order_by(RequestEvent.id)]
+                s.add(AuditEntry(at=utcnow(), actor=actor, action="read", request_id=req.id, details="show --json"))
+            else:
+                out = [request_as_dict(r) for r in commands.search(s, text)]
+                s.add(AuditEntry(at=utcnow(), actor=actor, action="search", details=text[:200]))
+        except WorkflowError as exc:
+            print(f"biq-bot: {exc}", file=sys.stderr)
+            return 1
+    print(json.dumps(out, ensure_ascii=False, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="biq-bot", description="Interpreter requests by email and chat.")
     p.add_argument("--config", help="TOML configuration file (default: $BIQ_CONFIG, then built-in defaults)")
@@ -248,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                              ("comm", "REF MINUTES [note]: a billable communication")):
         ra = rsub.add_parser(action, help=helptext)
         ra.add_argument("args", nargs="*")
+        if action in ("show", "search"):
+            ra.add_argument("--json", action="store_true")
         ra.set_defaults(func=cmd_requests_action)
     st = sub.add_parser("status", help="queue depths, oldest waiting item, requests by status")
     st.add_argument("--json", action="store_true")

@@ -475,16 +475,20 @@ class Pipeline:
         return dated + list(s.scalars(undated.order_by(Request.id).limit(max(0, limit - len(dated)))))
 
     def status_lines(self, s: Session, reqs: list[Request]) -> list[dict]:
+        """Rows for 'mes demandes': columns for the table, and a one-line form for the chat."""
         d = self.directory(s)
+        places = {i.id: i.name for i in d.installations.values()}
         items = []
         for r in reqs:
             hhmm = r.start_time.strftime("%H:%M") if r.start_time else "—"
-            items.append({
-                "line_fr": f"{r.ref} — {format_date(r.date, 'fr') or 'date à préciser'}, {hhmm} — "
-                           f"{d.language_name(r.target_language, 'fr') or '—'} — {r.status}",
-                "line_en": f"{r.ref} — {format_date(r.date, 'en') or 'date to be given'}, {hhmm} — "
-                           f"{d.language_name(r.target_language, 'en') or '—'} — {r.status}",
-            })
+            row = {"ref": r.ref, "time": hhmm, "status": r.status, "place": places.get(r.location_id, "—"),
+                   "date_fr": format_date(r.date, "fr") or "date à préciser",
+                   "date_en": format_date(r.date, "en") or "date to be given",
+                   "language_fr": d.language_name(r.target_language, "fr") or "—",
+                   "language_en": d.language_name(r.target_language, "en") or "—"}
+            row["line_fr"] = f"{r.ref} — {row['date_fr']}, {hhmm} — {row['language_fr']} — {r.status}"
+            row["line_en"] = f"{r.ref} — {row['date_en']}, {hhmm} — {row['language_en']} — {r.status}"
+            items.append(row)
         return items
 
     def _status(self, s: Session, msg: Incoming) -> Outcome:

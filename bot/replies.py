@@ -78,6 +78,7 @@ def make_environment(override_dir: str | Path | None = None) -> SandboxedEnviron
     env.filters["date_text"] = format_date
     env.filters["time_text"] = format_time
     env.filters["problem_texts"] = lambda codes, table: [table.get(c, c) for c in codes]
+    env.filters["columns"] = lambda rows, keys: [[str(r.get(k, "")) for k in keys] for r in rows]
     env.globals["MODES"] = MODES
     return env
 
@@ -191,7 +192,10 @@ def sample_context(kind: str) -> dict:
     return {"r": r, "problems": ["missing_duration", "unclear_date"], "late": True, "late_hours": 48,
             "sender": "someone@example.org", "coordination": "coordination.biq@ssss.gouv.qc.ca", "ref": "BIQ-000123",
             "action": "cancel", "on": False, "code": "123456", "minutes": 15,
-            "requests": [{"line_fr": "BIQ-000123 — jeudi 3 décembre 2026, 13:30 — espagnol — submitted",
+            "requests": [{"ref": "BIQ-000123", "date_fr": "jeudi 3 décembre 2026", "date_en": "Thursday, December 3, 2026",
+                          "time": "13:30", "language_fr": "espagnol", "language_en": "Spanish",
+                          "place": "CLSC de Parc-Extension", "status": "submitted",
+                          "line_fr": "BIQ-000123 — jeudi 3 décembre 2026, 13:30 — espagnol — submitted",
                           "line_en": "BIQ-000123 — Thursday, December 3, 2026, 13:30 — Spanish — submitted"}]}
 
 

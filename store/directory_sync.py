@@ -92,6 +92,21 @@ def load_directory(session: Session, folder: str | Path) -> LoadReport:
     session.flush()
 
     existing_req = {r.email: r for r in session.scalars(select(m.Requester))}
+    # An address that disappears while a new one appears for the same person (same name and
+    # installations) is an email change: the requester keeps their id, requests and history.
+    gone = {r.email: r for r in existing_req.values() if r.email not in d.requesters}
+    for rq in d.requesters.values():
+        if rq.email in existing_req:
+            continue
+        same = [r for r in gone.values() if r.name.strip().lower() == rq.name.strip().lower()
+                and sorted(i.id for i in r.installations) == sorted(rq.installations)]
+        if len(same) == 1:
+            old = same[0]
+            del gone[old.email]
+            del existing_req[old.email]
+            old.email = rq.email
+            existing_req[rq.email] = old
+            report.count("changed", "requesters")
     for rq in d.requesters.values():
         insts = [session.get(m.Installation, i) for i in rq.installations]
         insts = [i for i in insts if i is not None]

@@ -124,7 +124,10 @@ CONTEXTS = {
     "modified": dict(r=SUMMARY),
     "cancelled": dict(r=SUMMARY, late=True, late_hours=48),
     "not_found": dict(ref="BIQ-000042", action="cancel"),
-    "status_list": dict(requests=[{"line_fr": "BIQ-000042 — jeudi", "line_en": "BIQ-000042 — Thursday"}]),
+    "status_list": dict(requests=[{"ref": "BIQ-000042", "date_fr": "jeudi 3 décembre 2026", "date_en": "Thursday",
+                                   "time": "13:30", "language_fr": "espagnol", "language_en": "Spanish",
+                                   "place": "CLSC <Parc-Ex> & co", "status": "submitted",
+                                   "line_fr": "BIQ-000042 — jeudi", "line_en": "BIQ-000042 — Thursday"}]),
 }
 
 
@@ -184,3 +187,34 @@ def test_workflow_from_the_command_line(tmp_path, monkeypatch, capsys):
     assert out[0].startswith("establishment,completed")
     assert out[1].startswith("CIUSSS du Centre-Ouest") and ",1,1.5,0,0.0,1,15," in out[1]
     assert main(["report", "billing", "--month", "2027-13"]) == 2
+
+
+def test_an_email_change_keeps_the_requesters_history(tmp_path, capsys, monkeypatch):
+    from sqlalchemy import select
+
+    from store.db import Store
+    from store.models import Request, Requester
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    monkeypatch.setenv("BIQ_DATABASE_URL", url)
+    assert main(["directory", "load", str(SAMPLE_DIRECTORY)]) == 0
+    store = Store(url)
+    from store.db import utcnow
+    with store.session() as s:
+        marc = s.scalar(select(Requester).where(Requester.email == "marc.gagnon.ccomtl@ssss.gouv.qc.ca"))
+        s.add(Request(requester_id=marc.id, status="submitted", created_at=utcnow(), updated_at=utcnow()))
+        marc_id = marc.id
+    changed = tmp_path / "dir"
+    changed.mkdir()
+    for f in SAMPLE_DIRECTORY.glob("*.csv"):
+        text = f.read_text(encoding="utf-8")
+        if f.name == "requesters.csv":
+            text = text.replace("marc.gagnon.ccomtl@", "marc.gagnon2.ccomtl@")
+        (changed / f.name).write_text(text, encoding="utf-8")
+    capsys.readouterr()
+    assert main(["directory", "load", str(changed)]) == 0
+    assert "requesters: 0 added, 1 changed, 0 deactivated" in capsys.readouterr().out
+    with store.session() as s:
+        marc = s.get(Requester, marc_id)
+        assert marc.email == "marc.gagnon2.ccomtl@ssss.gouv.qc.ca" and marc.active
+        assert s.scalars(select(Request)).one().requester_id == marc_id
+    store.dispose()

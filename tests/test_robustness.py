@@ -72,3 +72,33 @@ def test_zip_bomb_like_html_is_bounded(directory):
 @settings(max_examples=200, deadline=None)
 def test_telegram_update_reader_never_raises(directory, data):
     parse_update(directory, data)
+
+
+def test_chat_commands_never_raise_on_any_input(tmp_path_factory):
+    """Fuzz the Telegram command handling: any command word, any argument text, staff or not."""
+    from hypothesis import HealthCheck as HC
+    from hypothesis import given as given_
+    from hypothesis import settings as settings_
+
+    from bot.chat_commands import ChatCommands
+    from bot.pipeline import Pipeline
+    from bot.setup import prepare_store
+    from store.db import Store
+
+    from .conftest import make_settings
+    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'f.db'}"
+    cfg = make_settings(url, "dir:/tmp/biq-fuzz-unused")
+    store = Store(url)
+    prepare_store(store, cfg)
+    commands = ChatCommands(store, Pipeline(store, cfg))
+    words = st.sampled_from(["offer", "show", "accept", "decline", "cancel", "complete", "unfilled", "comm", "search",
+                             "link", "verify", "mine", "notifications", "pending", "help", "start", "x"])
+
+    @settings_(max_examples=150, deadline=None, suppress_health_check=[HC.too_slow, HC.function_scoped_fixture])
+    @given_(words, st.text(max_size=200), st.sampled_from([600000001, 700000001, 1]))
+    def run(command, args, user):
+        answer = commands.handle(update_id=None, user_id=user, chat_id=user, command=command, args=args)
+        assert isinstance(answer.text, str)
+
+    run()
+    store.dispose()
