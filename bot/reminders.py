@@ -26,7 +26,7 @@ def send_due_reminders(store: Store, pipeline: Pipeline, now: datetime | None = 
     sent = 0
     with store.session() as s:
         rows = s.scalars(select(Request).where(Request.status == "confirmed", Request.date == tomorrow,
-                                               Request.reminded_at.is_(None)).with_for_update(skip_locked=True))
+                                               Request.reminded_at.is_(None)).with_for_update(skip_locked=True, of=Request))
         for req in rows:
             req.reminded_at = utcnow()
             pipeline.notifier.status_changed(s, req, "reminder", event_key=f"reminder:{req.id}")

@@ -189,9 +189,9 @@ def test_a_thousand_messages_waiting_at_start_up(db_url, dovecot):
     store.dispose()
 
 
-def test_two_readers_on_one_mailbox_do_not_double_process(db_url, dovecot):
-    if not db_url.startswith("postgresql"):
-        pytest.skip("several instances share one store on PostgreSQL only")
+def test_two_readers_on_one_mailbox_do_not_double_process(pg_database, dovecot):
+    """Several instances share one store on PostgreSQL (row locks), not on SQLite."""
+    db_url = pg_database
     settings = imap_settings(db_url, dovecot)
     store = Store(db_url)
     prepare_store(store, settings)
