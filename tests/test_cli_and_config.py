@@ -218,3 +218,20 @@ def test_an_email_change_keeps_the_requesters_history(tmp_path, capsys, monkeypa
         assert marc.email == "marc.gagnon2.ccomtl@ssss.gouv.qc.ca" and marc.active
         assert s.scalars(select(Request)).one().requester_id == marc_id
     store.dispose()
+
+
+REQUEST_KINDS = {"submitted", "incomplete", "modified", "cancelled", "offered", "confirmed", "declined", "completed",
+                 "unfilled", "reminder", "not_found"}
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_every_template_kind_renders_strictly_with_the_reference_in_the_subject(lang):
+    from bot.replies import sample_context, template_kinds
+    kinds = template_kinds()
+    assert len(kinds) >= 16
+    env = make_environment()
+    for kind in kinds:
+        out = render(env, kind, lang, bot_name="Banque d'interprètes du RSSS", **sample_context(kind))
+        assert out.subject and out.text.strip() and "— biq-bot —" in out.text or kind in ("not_linked",), kind
+        if kind in REQUEST_KINDS:
+            assert "[BIQ-000123]" in out.subject, (kind, out.subject)
