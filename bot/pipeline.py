@@ -17,7 +17,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from parsers.directory import Directory
 from parsers.request import ParsedRequest, parse_email, parse_update
@@ -468,8 +468,8 @@ class Pipeline:
         if requester.role != "staff":
             undated = undated.where(Request.requester_id == requester.id)
         found: dict[int, Request] = {}
-        for q in branches:
-            for r in s.scalars(q.order_by(*order).limit(limit)):
+        for q in branches:  # the list needs no requester row: skip the eager join
+            for r in s.scalars(q.options(lazyload(Request.requester)).order_by(*order).limit(limit)):
                 found[r.id] = r
         dated = sorted(found.values(), key=lambda r: (r.date, r.start_time or datetime.min.time(), r.id))[:limit]
         return dated + list(s.scalars(undated.order_by(Request.id).limit(max(0, limit - len(dated)))))
