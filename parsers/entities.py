@@ -318,9 +318,9 @@ APPOINTMENT_NOUNS = re.compile(
     r"[a-z]+therapie|[a-z]+therapy|pre-op|preop|post-op|pre-operatoire|preoperatoire|[a-z]*natal|"
     r"post-partum|postpartum|starting|debut|cours|class)\b")
 REASON_CUE = re.compile(
-    r"(?:\bc'est pour|\bc'est|\bil s'agit d'|\bit's|\bit is|\bthis is for|\bthis is|\bpour|\bfor|"
-    r"\bdans le cadre d'|\bconcernant|\bregarding|\bau sujet d'|\boffrons|\borganisons|\btenons|\boffer|"
-    r"\bhold|\bhost)\s*(?:for\s+|pour\s+)?(?:(?:un|une|la|le|les|l'|a|an|the|his|her|their|des|d'un|d'une|two|deux|trois|three|"
+    r"(?:\b(?:c'est pour|c'est|it's for|it is for|it's|it is|this is for|this is|pour|for|concernant|regarding|"
+    r"offrons|organisons|tenons|offer|hold|host)\b|\b(?:il s'agit d'|dans le cadre d'|au sujet d'))"
+    r"\s*(?:for\s+|pour\s+)?(?:(?:un|une|la|le|les|l'|a|an|the|his|her|their|des|d'un|d'une|two|deux|trois|three|"
     r"our|nos|notre)\b\s*)?(?:\w+'s\s+)?")
 NOT_REASON_START = re.compile(
     r"^(?:usager|usagere|patient|patiente|patients|client|one of|l'un|un de|une de|him|her|them|"

@@ -221,3 +221,11 @@ def test_reason_phrases(directory):
     assert p(directory, "Interprète arabe le 8 décembre à 10h pour une consultation en cardiologie au CHUM.")["reason"] \
         == "consultation en cardiologie"
     assert p(directory, "Interpreter on Dec 8 at 10 am for his annual check-up.")["reason"] == "annual check-up"
+
+
+def test_reason_cues_are_whole_words(directory):
+    got = p(directory, "Pour la demande BIQ-5200, pourriez-vous ajouter que l'interprète doit monter au 2e étage?",
+            reply=True)
+    assert got["reason"] is None
+    got = p(directory, "Interpreter on Dec 1 at 10 am, 1 hour, in the format of a video call for a follow-up.")
+    assert got["reason"] == "follow-up"
