@@ -325,7 +325,9 @@ REASON_CUE = re.compile(
 NOT_REASON_START = re.compile(
     r"^(?:usager|usagere|patient|patiente|patients|client|one of|l'un|un de|une de|him|her|them|"
     r"mme|m\.|mr|mrs|ms|monsieur|madame|enfant|child|elderly|eux|lui|elle|"
-    r"la meme|le meme|the same|environ|about|[0-9]|interprete|interpreter|interpretation|\w+ interpreter)")
+    r"la meme|le meme|the same|environ|about|[0-9]|interprete|interpreter|interpretation|\w+ interpreter|"
+    r"biq\b|#|ref\b|request|demande|the request|this request|cette demande|the appointment|this appointment|"
+    r"le rendez-vous|ce rendez-vous|le rdv|ce rdv|it\b|cela|ca\b)")
 REASON_STOP = re.compile(r"[.;!?\n]|,\s|\s-\s|\s\(|\s(?:avec l'|le \d|on (?:mon|tue|wed|thu|fri|sat|sun)|prevue? le)")
 TRAILING = re.compile(r"(?:\s+(?:au|aux|a|à|at|in|de|du|des|the|en|on|le|la|les|l'|for|pour|with|avec|et|and|"
                       r"par|by|qui|who|dans|chez|d'|un|une|a))+\s*$", re.I)

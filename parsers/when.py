@@ -51,7 +51,8 @@ MONTH_DAY = re.compile(
     rf"\b(?:({_WD})\.?,?\s+)?({_MONTH})\b\.?\s+(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?:,?\s+(20\d\d))?"
     rf"((?:(?:\s*,\s*|\s+(?:and|&|et)\s+)\d{{1,2}}{_ORD}\b{_NOT_TIME})*)")
 RELATIVE_DAY = re.compile(
-    r"\b(apres[- ]demain|the day after tomorrow|demain|tomorrow|aujourd'?\s?hui|today|tonight|ce soir)\b")
+    r"\b(apres[- ]demain|the day after tomorrow|demain|tomorrow|tomorow|tmrw|tmr|aujourd'?\s?hui|today|tonight|"
+    r"ce soir)\b")
 WEEKDAY_PHRASE = re.compile(
     rf"\b(?:(la semaine prochaine|next week|the week after)\s*,?\s+)?(?:(ce|cette|this|next|coming)\s+)?"
     rf"({_LONG_WD})s?\b(?:\s+(prochain|prochaine|qui vient|de la semaine prochaine|next week|"
@@ -249,7 +250,7 @@ def find_dates(t: str, today: date) -> list[DateMention]:
         if not free(m.start(), m.end()):
             continue
         w = m.group(1)
-        offset = 2 if ("apres" in w or "after" in w) else 1 if w in ("demain", "tomorrow") else 0
+        offset = 2 if ("apres" in w or "after" in w) else 1 if w in ("demain", "tomorrow", "tomorow", "tmrw", "tmr") else 0
         add(DateMention(m.start(), m.end(), [today + timedelta(days=offset)], relative=True))
     for m in WEEKDAY_PHRASE.finditer(t):
         if not free(m.start(), m.end()):

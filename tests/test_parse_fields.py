@@ -229,3 +229,10 @@ def test_reason_cues_are_whole_words(directory):
     assert got["reason"] is None
     got = p(directory, "Interpreter on Dec 1 at 10 am, 1 hour, in the format of a video call for a follow-up.")
     assert got["reason"] == "follow-up"
+
+
+def test_a_reference_after_for_is_not_a_reason_and_tmrw_is_tomorrow(directory):
+    got = p(directory, "For BIQ 5301 the appointment is now 45 minutes instead of 30.")
+    assert got["reason"] is None and got["appointments"] == [{"date": None, "start_time": None, "duration_minutes": 45}]
+    assert appts(directory, "hi can I get a vietnamese interpreter tmrw 11am at clsc metro 30 min thx") == [
+        ("2026-11-21", "11:00", 30)]
