@@ -117,8 +117,6 @@ def main() -> int:
     if args.explain:
         d = date.today()
         with store.session() as s:
-            q1 = commands.search.__doc__
-            del q1
             sql = {"staff search": select(Request.id).where(Request.date >= d, Request.date <= d + timedelta(days=6),
                                                              Request.target_language == "es",
                                                              Request.location_id == "chum",

@@ -12,6 +12,7 @@ import re
 from rapidfuzz import fuzz, process
 
 from .directory import Directory, Match, key, tokens
+from .text import fold as _f
 
 STREET_WORDS = re.compile(r"\b(?:rue|boul|boulevard|bd|blvd|avenue|av|chemin|ch|place|autoroute|street|"
                           r"road|rd|montee|cote|rang|metro|station)\.?\s*$")
@@ -89,11 +90,6 @@ def languages(d: Directory, original: str, folded: str, form: dict) -> tuple[str
                 or LANG_CUE_AFTER.match(folded[m.end:m.end + 15])}
         target = next(iter(cued)) if len(cued) == 1 else None
     return source, target, mentions
-
-
-def _f(s: str) -> str:
-    from .text import fold
-    return fold(s)
 
 
 # ---- installations --------------------------------------------------------------------------------
@@ -215,7 +211,7 @@ IMPLIED_IN_PERSON = re.compile(r"\b(?:au|a l'|a la|at the|at our|a notre|dans no
                                r"(?:clsc|hopital|clinique|clinic|hospital|locaux|bureau|office)\b")
 
 
-def mode(folded: str, form: dict, location_spans: list[Match]) -> str | None:
+def mode(folded: str, form: dict) -> str | None:
     if "mode" in form and form["mode"][0]:
         v = _f(form["mode"][0])
         hits = {name for name, rx in MODE_PATTERNS.items() if rx.search(v)}
