@@ -45,6 +45,23 @@ def _apply(obj: object, values: dict, report: LoadReport, table: str) -> None:
         report.count("changed", table)
 
 
+def _upsert(session: Session, model: type, key: str, report: LoadReport, table: str, rows: dict[str, dict]) -> None:
+    """Add or update every row of the export; rows missing from it are deactivated (never deleted)."""
+    existing = {getattr(r, key): r for r in session.scalars(select(model))}
+    for k, values in rows.items():
+        if k in existing:
+            _apply(existing[k], values, report, table)
+        else:
+            session.add(model(**{key: k}, **values))
+            report.count("added", table)
+    if not hasattr(model, "active"):
+        return
+    for k, row in existing.items():
+        if k not in rows and row.active:
+            row.active = False
+            report.count("deactivated", table)
+
+
 def load_directory(session: Session, folder: str | Path) -> LoadReport:
     """Upsert every table of the CSV folder; entries absent from it are deactivated."""
     folder = Path(folder)
@@ -53,42 +70,15 @@ def load_directory(session: Session, folder: str | Path) -> LoadReport:
     d = Directory.from_folder(folder)
     report = LoadReport()
 
-    existing = {i.id: i for i in session.scalars(select(m.Installation))}
-    for inst in d.installations.values():
-        values = dict(name=inst.name, aliases=";".join(inst.aliases), address=inst.address,
-                      establishment=inst.establishment, active=True)
-        if inst.id in existing:
-            _apply(existing[inst.id], values, report, "installations")
-        else:
-            session.add(m.Installation(id=inst.id, **values))
-            report.count("added", "installations")
-    for iid, row in existing.items():
-        if iid not in d.installations and row.active:
-            row.active = False
-            report.count("deactivated", "installations")
-
-    existing_lang = {lg.code: lg for lg in session.scalars(select(m.Language))}
-    for lang in d.languages.values():
-        values = dict(name_fr=lang.name_fr, name_en=lang.name_en, aliases=";".join(lang.aliases))
-        if lang.code in existing_lang:
-            _apply(existing_lang[lang.code], values, report, "languages")
-        else:
-            session.add(m.Language(code=lang.code, **values))
-            report.count("added", "languages")
-
-    existing_int = {i.id: i for i in session.scalars(select(m.Interpreter))}
-    for it in d.interpreters.values():
-        values = dict(name=it.name, languages=";".join(it.languages), email=it.email,
-                      telegram_id=it.telegram_id, active=True)
-        if it.id in existing_int:
-            _apply(existing_int[it.id], values, report, "interpreters")
-        else:
-            session.add(m.Interpreter(id=it.id, **values))
-            report.count("added", "interpreters")
-    for iid, row in existing_int.items():
-        if iid not in d.interpreters and row.active:
-            row.active = False
-            report.count("deactivated", "interpreters")
+    _upsert(session, m.Installation, "id", report, "installations", {
+        i.id: dict(name=i.name, aliases=";".join(i.aliases), address=i.address, establishment=i.establishment,
+                   active=True) for i in d.installations.values()})
+    _upsert(session, m.Language, "code", report, "languages", {
+        lg.code: dict(name_fr=lg.name_fr, name_en=lg.name_en, aliases=";".join(lg.aliases))
+        for lg in d.languages.values()})
+    _upsert(session, m.Interpreter, "id", report, "interpreters", {
+        it.id: dict(name=it.name, languages=";".join(it.languages), email=it.email, telegram_id=it.telegram_id,
+                    active=True) for it in d.interpreters.values()})
     session.flush()
 
     existing_req = {r.email: r for r in session.scalars(select(m.Requester))}
@@ -128,18 +118,8 @@ def load_directory(session: Session, folder: str | Path) -> LoadReport:
             row.active = False
             report.count("deactivated", "requesters")
 
-    existing_staff = {s.telegram_id: s for s in session.scalars(select(m.Staff))}
-    for st in d.staff.values():
-        values = dict(name=st.name, email=st.email, role=st.role, active=True)
-        if st.telegram_id in existing_staff:
-            _apply(existing_staff[st.telegram_id], values, report, "staff")
-        else:
-            session.add(m.Staff(telegram_id=st.telegram_id, **values))
-            report.count("added", "staff")
-    for tid, row in existing_staff.items():
-        if tid not in d.staff and row.active:
-            row.active = False
-            report.count("deactivated", "staff")
+    _upsert(session, m.Staff, "telegram_id", report, "staff", {
+        st.telegram_id: dict(name=st.name, email=st.email, role=st.role, active=True) for st in d.staff.values()})
     session.flush()
     return report
 
