@@ -156,17 +156,11 @@ def main() -> int:
     # let the last instance finish the work, then count
     from sqlalchemy import func, select
 
+    from bot.ops import wait_until_drained
     from store.db import Store
     from store.models import InboundMessage, Outbox, Request
     store = Store(env["BIQ_DATABASE_URL"])
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        with store.session() as s:
-            waiting = s.scalar(select(func.count()).select_from(InboundMessage).where(InboundMessage.state == "new"))
-            pending = s.scalar(select(func.count()).select_from(Outbox).where(Outbox.state == "pending"))
-        if not waiting and not pending:
-            break
-        time.sleep(0.5)
+    wait_until_drained(store, timeout=300)
     server.stop()
     with store.session() as s:
         per_mid = dict(s.execute(select(InboundMessage.message_id, func.count()).group_by(InboundMessage.message_id)).all())

@@ -36,6 +36,19 @@ def status(store: Store) -> dict:
         }
 
 
+def wait_until_drained(store: Store, timeout: float, interval: float = 0.5) -> bool:
+    """Wait until nothing is waiting: no inbound message to process, no reply to deliver."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        st = status(store)
+        if not st["inbound_waiting"] and not st["outbox_waiting"]:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
 def status_text(st: dict) -> str:
     def age(v: int | None) -> str:
         return "—" if v is None else (f"{v} s" if v < 120 else f"{v // 60} min")

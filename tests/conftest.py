@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import os
@@ -33,12 +34,18 @@ def directory() -> Directory:
     return Directory.from_folder(SAMPLE_DIRECTORY).build()
 
 
+def require(available: bool, what: str) -> None:
+    """A server the tests need: in CI its absence is a failure, on a laptop a skip that says why."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what}: run the tests with scripts/test.sh")
+    pytest.skip(f"{what} (scripts/test.sh provides it)")
+
+
 def _postgres_url() -> str:
-    url = os.environ.get("BIQ_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("BIQ_TEST_POSTGRES_URL is not set: run the tests with scripts/test.sh")
-        pytest.skip("PostgreSQL not started (run the tests with scripts/test.sh)")
+    url = os.environ.get("BIQ_TEST_POSTGRES_URL", "")
+    require(bool(url), "PostgreSQL is not started (BIQ_TEST_POSTGRES_URL unset)")
     return url
 
 
@@ -114,15 +121,23 @@ def make_settings(db_url: str, outbound: str, **overrides) -> Settings:
     return s
 
 
-@pytest.fixture
-async def bot(db_url, sink):
-    """The whole bot (SMTP server, pipeline, sender) running in the test's event loop."""
-    settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}")
+@contextlib.asynccontextmanager
+async def running_bot(settings: Settings):
+    """The whole bot (SMTP server, pipeline, sender, and whatever *settings* turn on) running in the
+    test's event loop, stopped and its store closed whatever the test does."""
     service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
     await service.start()
-    yield service
-    await service.stop()
-    service.store.dispose()
+    try:
+        yield service
+    finally:
+        await service.stop()
+        service.store.dispose()
+
+
+@pytest.fixture
+async def bot(db_url, sink):
+    async with running_bot(make_settings(db_url, f"smtp://127.0.0.1:{sink.port}")) as service:
+        yield service
 
 
 async def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):

@@ -20,11 +20,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.replies import format_date
-from bot.service import Service
 from store.db import Store
 from store.models import InboundMessage, Outbox, Request
 
-from .conftest import Sink, free_port, make_settings, wait_for
+from .conftest import Sink, free_port, make_settings, running_bot, wait_for
 
 TZ = ZoneInfo("America/Montreal")
 SOPHIE = "sophie.tremblay.ccomtl@ssss.gouv.qc.ca"
@@ -217,20 +216,17 @@ def _store_down(db_url: str):
 async def test_relay_down_reply_waits_and_goes_out_once(db_url):
     port = free_port()
     settings = make_settings(db_url, f"smtp://127.0.0.1:{port}")
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
     sink = None
     try:
-        await send(service.port, make_mail(complete_request(in_days(8))))
-        await wait_for(lambda: count(service.store, Outbox, Outbox.attempts >= 2, Outbox.state == "pending"))
-        sink = Sink(port).start()  # the relay comes back
-        await wait_for(lambda: sink.messages)
-        await wait_for(lambda: count(service.store, Outbox, Outbox.state == "sent") == 1)
-        await asyncio.sleep(0.5)
-        assert len(sink.messages) == 1
+        async with running_bot(settings) as service:
+            await send(service.port, make_mail(complete_request(in_days(8))))
+            await wait_for(lambda: count(service.store, Outbox, Outbox.attempts >= 2, Outbox.state == "pending"))
+            sink = Sink(port).start()  # the relay comes back
+            await wait_for(lambda: sink.messages)
+            await wait_for(lambda: count(service.store, Outbox, Outbox.state == "sent") == 1)
+            await asyncio.sleep(0.5)
+            assert len(sink.messages) == 1
     finally:
-        await service.stop()
-        service.store.dispose()
         if sink:
             sink.stop()
 
@@ -242,48 +238,35 @@ async def test_relay_permanent_failure_is_recorded(db_url):
 
     sink = Refusing().start()
     settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}")
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
     try:
-        await send(service.port, make_mail(complete_request(in_days(8))))
-        await wait_for(lambda: count(service.store, Outbox, Outbox.state == "failed") == 1)
-        with service.store.session() as s:
-            row = s.scalars(select(Outbox)).one()
-            assert row.attempts == 1 and "550" in row.last_error
+        async with running_bot(settings) as service:
+            await send(service.port, make_mail(complete_request(in_days(8))))
+            await wait_for(lambda: count(service.store, Outbox, Outbox.state == "failed") == 1)
+            with service.store.session() as s:
+                row = s.scalars(select(Outbox)).one()
+                assert row.attempts == 1 and "550" in row.last_error
     finally:
-        await service.stop()
-        service.store.dispose()
         sink.stop()
 
 
 async def test_folder_target_writes_eml(db_url, tmp_path: Path):
     settings = make_settings(db_url, f"dir:{tmp_path / 'out'}")
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
-    try:
+    async with running_bot(settings) as service:
         await send(service.port, make_mail(complete_request(in_days(8))))
         files = await wait_for(lambda: list((tmp_path / "out").glob("*.eml")))
         assert len(files) == 1
         content = files[0].read_bytes()
         assert b"Subject: [BIQ-" in content and b"Auto-Submitted: auto-replied" in content
-    finally:
-        await service.stop()
-        service.store.dispose()
 
 
 async def test_replies_per_sender_are_capped(db_url, sink):
     settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}", replies_per_sender_per_hour=3)
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
-    try:
+    async with running_bot(settings) as service:
         for _ in range(6):
             await send(service.port, make_mail("mes demandes", subject="mes demandes"))
         await wait_for(lambda: count(service.store, InboundMessage, InboundMessage.state == "done") == 6)
         await asyncio.sleep(0.5)
         assert len(sink.messages) == 3
-    finally:
-        await service.stop()
-        service.store.dispose()
 
 
 async def test_cancel_by_reply(bot, sink):

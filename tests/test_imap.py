@@ -14,22 +14,18 @@ from sqlalchemy import func, select
 
 from bot.imap_reader import ImapReader
 from bot.pipeline import Pipeline
-from bot.service import Service
 from bot.setup import prepare_store
 from store.db import Store
 from store.models import InboundMessage, Request
 
-from .conftest import SHARED, make_settings, shared_available, wait_for
+from .conftest import SHARED, make_settings, require, running_bot, shared_available, wait_for
 from .dovecot import Dovecot
 from .test_email_loop import complete_request, in_days, make_mail
 
 
 def _dovecot_binary() -> str:
     binary = os.environ.get("BIQ_TEST_DOVECOT") or shutil.which("dovecot") or "/usr/sbin/dovecot"
-    if not os.path.exists(binary):
-        if os.environ.get("CI"):
-            pytest.fail("dovecot is not installed: run the tests with scripts/test.sh")
-        pytest.skip("dovecot is not installed (scripts/test.sh installs it)")
+    require(os.path.exists(binary), "dovecot is not installed")
     return binary
 
 
@@ -73,9 +69,7 @@ async def test_waiting_messages_then_idle_wakeup(db_url, dovecot, sink):
            make_mail(complete_request(in_days(11)), sender="someone@gmail.com").as_bytes(),
            make_mail("Absent", headers={"Auto-Submitted": "auto-replied"}).as_bytes())
     settings = imap_settings(db_url, dovecot, f"smtp://127.0.0.1:{sink.port}")
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
-    try:
+    async with running_bot(settings) as service:
         await wait_for(lambda: count(service.store, InboundMessage, InboundMessage.state != "new") == 4)
         await wait_for(lambda: len(sink.messages) == 3)
         assert folder_count(dovecot, "INBOX") == 0 and folder_count(dovecot, "BIQ/Traités") == 4
@@ -84,17 +78,12 @@ async def test_waiting_messages_then_idle_wakeup(db_url, dovecot, sink):
         await wait_for(lambda: len(sink.messages) == 4, timeout=10)
         assert time.monotonic() - t0 < 8
         assert count(service.store, Request) == 3
-    finally:
-        await service.stop()
-        service.store.dispose()
 
 
 async def test_server_restart_mid_run(db_url, dovecot, sink, caplog):
     caplog.set_level(logging.INFO, logger="biq.imap")
     settings = imap_settings(db_url, dovecot, f"smtp://127.0.0.1:{sink.port}")
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
-    try:
+    async with running_bot(settings):
         append(dovecot, make_mail(complete_request(in_days(10))).as_bytes())
         await wait_for(lambda: len(sink.messages) == 1)
         await asyncio.to_thread(dovecot.restart, 1.5)
@@ -102,9 +91,6 @@ async def test_server_restart_mid_run(db_url, dovecot, sink, caplog):
         await wait_for(lambda: len(sink.messages) == 2, timeout=30)
         text = caplog.text
         assert "lost or refused" in text and "reconnected" in text
-    finally:
-        await service.stop()
-        service.store.dispose()
 
 
 class CrashAfterStore(ImapReader):

@@ -12,12 +12,11 @@ from sqlalchemy import select
 from bot.cli import main
 from bot.pipeline import Pipeline
 from bot.reminders import send_due_reminders
-from bot.service import Service
 from bot.setup import prepare_store
 from store.db import Store
 from store.models import Outbox, Request
 
-from .conftest import free_port, make_settings, wait_for
+from .conftest import free_port, make_settings, running_bot, wait_for
 from .test_email_loop import complete_request, in_days, make_mail, send
 
 TZ = ZoneInfo("America/Montreal")
@@ -61,9 +60,7 @@ def test_check_config_says_what_is_wrong(tmp_path, monkeypatch, capsys):
 async def test_healthz_and_metrics(db_url, sink):
     port = free_port()
     settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}", http_listen=f"127.0.0.1:{port}")
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
-    try:
+    async with running_bot(settings) as service:
         await send(service.port, make_mail(complete_request(in_days(10))))
         await wait_for(lambda: sink.messages)
         async with httpx.AsyncClient() as c:
@@ -75,9 +72,6 @@ async def test_healthz_and_metrics(db_url, sink):
         text = metrics.text
         assert 'biq_messages_in_total{channel="smtp"}' in text and "biq_processing_seconds_bucket" in text
         assert 'biq_replies_out_total{channel="email"}' in text
-    finally:
-        await service.stop()
-        service.store.dispose()
 
 
 def test_reminders_go_once_the_day_before(db_url, tmp_path):

@@ -17,11 +17,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
-from bot.service import Service
 from store.db import Store, utcnow
 from store.models import InboundMessage, Outbox, Request, Requester
 
-from .conftest import ROOT, free_port, make_settings, wait_for
+from .conftest import ROOT, free_port, make_settings, running_bot, wait_for
 from .test_email_loop import BOT, SOPHIE, complete_request, count, in_days, make_mail, send, text_of
 
 
@@ -82,24 +81,21 @@ class LoopingPeer:
 @pytest.mark.parametrize("mode", ["headers", "echo", "bounce"])
 async def test_mail_loops_stop_by_themselves(db_url, mode):
     settings = make_settings(db_url, "smtp://127.0.0.1:1")
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
-    peer = LoopingPeer(mode, service.port)
-    peer.controller.start()
-    service.sender.target.port = peer.port
-    try:
-        await send(service.port, make_mail(complete_request(in_days(10))))
-        await wait_for(lambda: peer.received >= 1)
-        await asyncio.sleep(2.0)
-        assert peer.received == 1, f"the exchange went on: {peer.received} messages"
-        await wait_for(lambda: count(service.store, InboundMessage) == 2)
-        with service.store.session() as s:
-            second = s.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
-            assert second.state == "ignored", second.outcome
-    finally:
-        await service.stop()
-        service.store.dispose()
-        peer.controller.stop()
+    async with running_bot(settings) as service:
+        peer = LoopingPeer(mode, service.port)
+        peer.controller.start()
+        service.sender.target.port = peer.port
+        try:
+            await send(service.port, make_mail(complete_request(in_days(10))))
+            await wait_for(lambda: peer.received >= 1)
+            await asyncio.sleep(2.0)
+            assert peer.received == 1, f"the exchange went on: {peer.received} messages"
+            await wait_for(lambda: count(service.store, InboundMessage) == 2)
+            with service.store.session() as s:
+                second = s.scalars(select(InboundMessage).order_by(InboundMessage.id.desc())).first()
+                assert second.state == "ignored", second.outcome
+        finally:
+            peer.controller.stop()
 
 
 def test_hard_bounces_mark_an_address_undeliverable(db_url, tmp_path):
@@ -134,10 +130,8 @@ def test_hard_bounces_mark_an_address_undeliverable(db_url, tmp_path):
 async def test_logs_never_contain_bodies_names_or_phones(db_url, sink, caplog):
     caplog.set_level(logging.DEBUG)
     settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}")
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
-    secret_bits = ["Zébulon Tartempion", "514-555-0177", "chimiothérapie", "grossesse", "Parc-Extension"]
-    try:
+    async with running_bot(settings) as service:
+        secret_bits = ["Zébulon Tartempion", "514-555-0177", "chimiothérapie", "grossesse", "Parc-Extension"]
         body = (complete_request(in_days(10)) + "\nL'usager Zébulon Tartempion, en chimiothérapie. Merci d'aviser "
                 "l'usager au 514-555-0177.")
         await send(service.port, make_mail(body, subject="Demande pour Zébulon Tartempion"))
@@ -145,9 +139,6 @@ async def test_logs_never_contain_bodies_names_or_phones(db_url, sink, caplog):
                    sender="inconnu@example.org")
         await wait_for(lambda: count(service.store, InboundMessage, InboundMessage.state != "new") == 2)
         await wait_for(lambda: sink.messages)
-    finally:
-        await service.stop()
-        service.store.dispose()
     logs = caplog.text
     assert "inbound 1" in logs  # the run was logged…
     for bit in secret_bits:

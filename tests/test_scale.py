@@ -13,6 +13,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from bot.ops import wait_until_drained
 from store.db import Store
 from store.models import InboundMessage, Outbox, Request
 
@@ -74,14 +75,7 @@ def test_two_instances_share_the_work_and_survive_a_kill(pg_database, tmp_path):
     for t in threads:
         t.join(300)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            with store.session() as s:
-                new = s.scalar(select(func.count()).select_from(InboundMessage).where(InboundMessage.state == "new"))
-                pending = s.scalar(select(func.count()).select_from(Outbox).where(Outbox.state == "pending"))
-            if not new and not pending:
-                break
-            time.sleep(0.5)
+        assert wait_until_drained(store, timeout=240), "the surviving instance did not finish the work"
     finally:
         b.terminate()
         b.wait(timeout=30)

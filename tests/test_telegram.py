@@ -10,11 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.reports import billing
-from bot.service import Service
 from store.db import Store, utcnow
 from store.models import LinkCode, Request
 
-from .conftest import make_settings, wait_for
+from .conftest import make_settings, running_bot, wait_for
 from .fake_bot_api import FakeBotApi
 from .test_email_loop import SOPHIE, format_date, in_days, make_mail, send, text_of
 
@@ -30,13 +29,12 @@ async def chatbot(db_url, sink):
     api = FakeBotApi().start()
     settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}", telegram_token=api.token,
                              telegram_api_url=api.base_url)
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
-    service.api = api
-    yield service
-    await service.stop()
-    service.store.dispose()
-    api.stop()
+    try:
+        async with running_bot(settings) as service:
+            service.api = api
+            yield service
+    finally:
+        api.stop()
 
 
 def spanish_request(d, time_text: str = "10h") -> str:
@@ -228,23 +226,20 @@ async def test_webhook_mode_checks_the_secret_token(db_url, sink):
     settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}", telegram_token=api.token,
                              telegram_api_url=api.base_url, telegram_webhook_url="https://bot.example.org/telegram",
                              telegram_webhook_listen=f"127.0.0.1:{port}", telegram_webhook_secret="s3cret-token")
-    service = Service(settings, Store(settings.database_url, busy_timeout=1.0))
-    await service.start()
     try:
-        hook = next(c for c in api.sent if c["method"] == "setWebhook")
-        assert hook["url"] == "https://bot.example.org/telegram" and hook["secret_token"] == "s3cret-token"
-        update = {"update_id": 77, "message": {"message_id": 1, "date": 1795190400, "text": "/help",
-                                               "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
-                                               "from": {"id": STAFF, "is_bot": False, "first_name": "H"},
-                                               "chat": {"id": STAFF, "type": "private"}}}
-        async with httpx.AsyncClient() as client:
-            forged = await client.post(f"http://127.0.0.1:{port}/telegram", json=update)
-            assert forged.status_code == 403
-            ok = await client.post(f"http://127.0.0.1:{port}/telegram", json=update,
-                                   headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"})
-            assert ok.status_code == 200
-        assert "/offer" in (await reply_to(api, STAFF))[0]["text"]
+        async with running_bot(settings):
+            hook = next(c for c in api.sent if c["method"] == "setWebhook")
+            assert hook["url"] == "https://bot.example.org/telegram" and hook["secret_token"] == "s3cret-token"
+            update = {"update_id": 77, "message": {"message_id": 1, "date": 1795190400, "text": "/help",
+                                                   "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+                                                   "from": {"id": STAFF, "is_bot": False, "first_name": "H"},
+                                                   "chat": {"id": STAFF, "type": "private"}}}
+            async with httpx.AsyncClient() as client:
+                forged = await client.post(f"http://127.0.0.1:{port}/telegram", json=update)
+                assert forged.status_code == 403
+                ok = await client.post(f"http://127.0.0.1:{port}/telegram", json=update,
+                                       headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"})
+                assert ok.status_code == 200
+            assert "/offer" in (await reply_to(api, STAFF))[0]["text"]
     finally:
-        await service.stop()
-        service.store.dispose()
         api.stop()
