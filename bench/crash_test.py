@@ -87,6 +87,23 @@ class Server:
             self.proc.wait(timeout=30)
 
 
+def counts_per_message(store) -> tuple[dict, dict, dict]:  # noqa: ANN001 - store.db.Store
+    """By Message-ID: how many times stored, how many requests, how many replies sent.
+
+    Exactly-once means 1, 1 and 1 for every accepted message."""
+    from sqlalchemy import func, select
+
+    from store.models import InboundMessage, Outbox, Request
+    mid = InboundMessage.message_id
+    with store.session() as s:
+        stored = dict(s.execute(select(mid, func.count()).group_by(mid)).all())
+        requests = dict(s.execute(select(mid, func.count(Request.id)).join(Request, Request.inbound_id == InboundMessage.id)
+                                  .group_by(mid)).all())
+        replies = dict(s.execute(select(mid, func.count(Outbox.id)).join(Outbox, Outbox.inbound_id == InboundMessage.id)
+                                 .where(Outbox.state == "sent").group_by(mid)).all())
+    return stored, requests, replies
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--messages", type=int, default=2000)
@@ -154,22 +171,13 @@ def main() -> int:
     k.join()
     sent_s = time.monotonic() - t0
     # let the last instance finish the work, then count
-    from sqlalchemy import func, select
 
     from bot.ops import wait_until_drained
     from store.db import Store
-    from store.models import InboundMessage, Outbox, Request
     store = Store(env["BIQ_DATABASE_URL"])
     wait_until_drained(store, timeout=300)
     server.stop()
-    with store.session() as s:
-        per_mid = dict(s.execute(select(InboundMessage.message_id, func.count()).group_by(InboundMessage.message_id)).all())
-        requests = dict(s.execute(select(InboundMessage.message_id, func.count(Request.id))
-                                  .join(Request, Request.inbound_id == InboundMessage.id)
-                                  .group_by(InboundMessage.message_id)).all())
-        replies = dict(s.execute(select(InboundMessage.message_id, func.count(Outbox.id))
-                                 .join(Outbox, Outbox.inbound_id == InboundMessage.id)
-                                 .where(Outbox.state == "sent").group_by(InboundMessage.message_id)).all())
+    per_mid, requests, replies = counts_per_message(store)
     files = len(list((tmp / "out").glob("*.eml")))
     mids = {f"<crash-{i}@test.example>" for i in accepted}
     lost = sum(1 for m in mids if per_mid.get(m, 0) == 0 or requests.get(m, 0) == 0 or replies.get(m, 0) == 0)

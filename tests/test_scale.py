@@ -11,11 +11,9 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select
 
 from bot.ops import wait_until_drained
 from store.db import Store
-from store.models import InboundMessage, Outbox, Request
 
 from .conftest import ROOT, free_port
 
@@ -80,13 +78,9 @@ def test_two_instances_share_the_work_and_survive_a_kill(pg_database, tmp_path):
         b.terminate()
         b.wait(timeout=30)
     assert len(accepted) == 1000
-    with store.session() as s:
-        per_message = dict(s.execute(select(InboundMessage.message_id, func.count(Request.id))
-                                     .join(Request, Request.inbound_id == InboundMessage.id)
-                                     .group_by(InboundMessage.message_id)).all())
-        replies = dict(s.execute(select(InboundMessage.message_id, func.count(Outbox.id))
-                                 .join(Outbox, Outbox.inbound_id == InboundMessage.id)
-                                 .where(Outbox.state == "sent").group_by(InboundMessage.message_id)).all())
+    from bench.crash_test import counts_per_message
+    stored, per_message, replies = counts_per_message(store)
+    assert all(stored.get(m) == 1 for m in accepted), "a message stored twice or not at all"
     assert all(per_message.get(m) == 1 for m in accepted), "a message without exactly one request"
     assert all(replies.get(m) == 1 for m in accepted), "a message without exactly one reply"
     assert len(list(out.glob("*.eml"))) == 1000
