@@ -45,7 +45,7 @@ def main() -> int:
     try:
         time.sleep(4)
         idle = rss_mb(proc.pid)
-        blast(port, args.messages, args.clients, 50_000_000)
+        blast([port], args.messages, args.clients, 50_000_000)
         store = Store(url)
         while True:
             with store.session() as s:

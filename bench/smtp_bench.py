@@ -4,6 +4,10 @@ latency from DATA to reply committed. The same clients against a bare aiosmtpd s
 answers 250 give the reference rate, and the ratio.
 
     python bench/smtp_bench.py [--messages 2000] [--clients 1,8,32] [--database-url URL]
+                               [--instances 1,2] [--workers N] [--batch N]
+
+With --instances 2 (on PostgreSQL) two `biq-bot serve` share the store and the clients are
+spread over their two SMTP ports: the rate shows what the second instance adds.
 """
 
 from __future__ import annotations
@@ -33,23 +37,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def blast(port: int, n: int, k: int, offset: int) -> tuple[float, dict[str, float]]:
-    """Send n messages over k persistent connections; returns (seconds, {message-id: DATA time})."""
-    raws = [(i, message(offset + i)) for i in range(n)]
+def blast(ports: list[int], n: int, k: int, offset: int) -> tuple[float, dict[str, float]]:
+    """Send n messages over k persistent connections (spread over *ports*); returns
+    (seconds, {message-id: DATA time}).
+
+    The messages are serialised before the clock starts, as a sending server holds them: the
+    client then costs the same for the bot and for the bare server."""
+    raws = [(i, m["Message-ID"], m.as_bytes()) for i, m in ((i, message(offset + i)) for i in range(n))]
     data_at: dict[str, float] = {}
     lock = threading.Lock()
     chunks = [raws[j::k] for j in range(k)]
 
-    def client(chunk) -> None:  # noqa: ANN001
+    def client(port: int, chunk) -> None:  # noqa: ANN001
         with smtplib.SMTP("127.0.0.1", port, timeout=60) as c:
-            for i, m in chunk:
-                raw = m.as_bytes()
+            for i, mid, raw in chunk:
                 t = time.time()
                 c.sendmail(SENDERS[(offset + i) % len(SENDERS)], ["biq@ssss.gouv.qc.ca"], raw)
                 with lock:
-                    data_at[m["Message-ID"]] = t
+                    data_at[mid] = t
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in chunks if c]
+    threads = [threading.Thread(target=client, args=(ports[j % len(ports)], c)) for j, c in enumerate(chunks) if c]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -69,69 +76,89 @@ def bare_rate(n: int, k: int) -> float:
     ctl = Controller(Ok(), hostname="127.0.0.1", port=port)
     ctl.start()
     try:
-        secs, _ = blast(port, n, k, 10_000_000)
+        secs, _ = blast([port], n, k, 10_000_000)
     finally:
         ctl.stop()
     return n / secs
+
+
+def start_instances(url: str, count: int, tmp: Path, args: argparse.Namespace) -> tuple[list, list[int]]:
+    ports = [free_port() for _ in range(count)]
+    procs = []
+    for port in ports:
+        env = dict(os.environ, BIQ_DATABASE_URL=url, BIQ_SMTP_LISTEN=f"127.0.0.1:{port}",
+                   BIQ_OUTBOUND=f"dir:{tmp / 'out'}", BIQ_BOT_ADDRESS="biq@ssss.gouv.qc.ca",
+                   BIQ_REPLIES_PER_SENDER_PER_HOUR="100000000", BIQ_POLL_INTERVAL="0.02")
+        for name in ("workers", "batch"):
+            if getattr(args, name) is not None:
+                env[f"BIQ_PIPELINE_{name.upper()}"] = str(getattr(args, name))
+        procs.append(subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(300):  # one at a time: the first one migrates the schema
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+    return procs, ports
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--clients", default="1,8,32")
-    ap.add_argument("--database-url", default="")
+    ap.add_argument("--instances", default="1", help="e.g. 1,2: serve processes sharing the store (PostgreSQL)")
+    ap.add_argument("--workers", type=int, default=None, help="pipeline worker processes per instance")
+    ap.add_argument("--batch", type=int, default=None, help="messages per pipeline transaction")
+    ap.add_argument("--database-url", default="", help="default: a new SQLite file per run")
     args = ap.parse_args()
     from sqlalchemy import func, select
 
     from store.db import Store
     from store.models import InboundMessage, Outbox
 
-    print(f"{'K':>3} {'messages':>8} {'bot msg/s':>10} {'bare msg/s':>11} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8}")
-    offset = 0
-    for k in (int(x) for x in args.clients.split(",")):
-        tmp = Path(tempfile.mkdtemp(prefix="biq-smtp-bench-"))
-        url = args.database_url or f"sqlite:///{tmp / 'biq.db'}"
-        port = free_port()
-        env = dict(os.environ, BIQ_DATABASE_URL=url, BIQ_SMTP_LISTEN=f"127.0.0.1:{port}",
-                   BIQ_OUTBOUND=f"dir:{tmp / 'out'}", BIQ_BOT_ADDRESS="biq@ssss.gouv.qc.ca",
-                   BIQ_REPLIES_PER_SENDER_PER_HOUR="100000000", BIQ_POLL_INTERVAL="0.02")
-        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(300):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            store = Store(url)
-            t0 = time.perf_counter()
-            _, data_at = blast(port, args.messages, k, offset)
-            while True:
+    print(f"{'inst':>4} {'K':>3} {'messages':>8} {'bot msg/s':>10} {'bare msg/s':>11} {'ratio':>6} "
+          f"{'p50 ms':>8} {'p99 ms':>8}")
+    offset = int(time.time()) % 100_000 * 1000  # fresh Message-IDs even in a reused database
+    for instances in (int(x) for x in args.instances.split(",")):
+        for k in (int(x) for x in args.clients.split(",")):
+            tmp = Path(tempfile.mkdtemp(prefix="biq-smtp-bench-"))
+            url = args.database_url or f"sqlite:///{tmp / 'biq.db'}"
+            procs, ports = start_instances(url, instances, tmp, args)
+            try:
+                store = Store(url)
                 with store.session() as s:
-                    waiting = s.scalar(select(func.count()).select_from(InboundMessage)
-                                       .where(InboundMessage.state == "new"))
-                    queued = s.scalar(select(func.count()).select_from(Outbox))
-                if not waiting and queued >= args.messages:
-                    break
-                time.sleep(0.02)
-            total = time.perf_counter() - t0
-            with store.session() as s:
-                rows = s.execute(select(InboundMessage.message_id, func.min(Outbox.created_at))
-                                 .join(Outbox, Outbox.inbound_id == InboundMessage.id)
-                                 .group_by(InboundMessage.message_id)).all()
-            lat = sorted((c.timestamp() - data_at[m]) * 1000 for m, c in rows if m in data_at
-                         and isinstance(c, datetime))
-            store.dispose()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        bare = bare_rate(args.messages, k)
-        rate = args.messages / total
-        p50 = statistics.median(lat) if lat else float("nan")
-        p99 = lat[int(0.99 * (len(lat) - 1))] if lat else float("nan")
-        print(f"{k:3d} {args.messages:8d} {rate:10.0f} {bare:11.0f} {rate / bare:6.2f} {p50:8.1f} {p99:8.1f}")
-        offset += args.messages
+                    before = s.scalar(select(func.count()).select_from(Outbox))
+                t0 = time.perf_counter()
+                _, data_at = blast(ports, args.messages, k, offset)
+                while True:
+                    with store.session() as s:
+                        waiting = s.scalar(select(func.count()).select_from(InboundMessage)
+                                           .where(InboundMessage.state == "new"))
+                        queued = s.scalar(select(func.count()).select_from(Outbox)) - before
+                    if not waiting and queued >= args.messages:
+                        break
+                    time.sleep(0.02)
+                total = time.perf_counter() - t0
+                with store.session() as s:
+                    rows = s.execute(select(InboundMessage.message_id, func.min(Outbox.created_at))
+                                     .join(Outbox, Outbox.inbound_id == InboundMessage.id)
+                                     .where(InboundMessage.message_id.in_(list(data_at)))
+                                     .group_by(InboundMessage.message_id)).all()
+                lat = sorted((c.timestamp() - data_at[m]) * 1000 for m, c in rows if isinstance(c, datetime))
+                store.dispose()
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(timeout=30)
+            bare = bare_rate(args.messages, k)
+            rate = args.messages / total
+            p50 = statistics.median(lat) if lat else float("nan")
+            p99 = lat[int(0.99 * (len(lat) - 1))] if lat else float("nan")
+            print(f"{instances:4d} {k:3d} {args.messages:8d} {rate:10.0f} {bare:11.0f} {rate / bare:6.2f} "
+                  f"{p50:8.1f} {p99:8.1f}", flush=True)
+            offset += args.messages
     return 0
 
 

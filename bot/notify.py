@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from parsers.directory import Directory
 from store.db import utcnow
-from store.models import Installation, Outbox, Request, Requester
+from store.models import Outbox, Request, Requester
 
 from .config import Settings
-from .outbox import queue_email
+from .outbox import insert_outbox, queue_email
 from .replies import OutgoingEmail, make_environment, render
 
 # Sent even to requesters who turned notifications off: they must act on these.
@@ -38,10 +38,10 @@ class Origin:
 
 
 def queue_chat(session: Session, settings: Settings, chat_id: str, text: str, *, kind: str, dedupe: str,
-               request_id: int | None = None, inbound_id: int | None = None, keyboard: list | None = None) -> Outbox | None:
-    """Queue a chat message in the same outbox as email (same transaction, same exactly-once rules).
-
-    Nothing is queued while the chat channel is off: there would be no way to deliver it."""
+               request_id: int | None = None, inbound_id: int | None = None, keyboard: list | None = None) -> int | None:
+    """Queue a chat message in the same outbox as email (same transaction, same exactly-once rules);
+    returns the outbox id. Nothing is queued while the chat channel is off: there would be no way
+    to deliver it."""
     from sqlalchemy import select
     if not settings.telegram_token:
         return None
@@ -51,12 +51,9 @@ def queue_chat(session: Session, settings: Settings, chat_id: str, text: str, *,
     payload = {"text": text[:4000]}
     if keyboard:
         payload["keyboard"] = keyboard
-    row = Outbox(dedupe_key=dedupe[:300], channel="telegram", kind=kind, to_addr=str(chat_id), subject="",
-                 message=json.dumps(payload, ensure_ascii=False).encode(), request_id=request_id,
-                 inbound_id=inbound_id, state="pending", next_attempt_at=now, created_at=now)
-    session.add(row)
-    session.flush()
-    return row
+    return insert_outbox(session, dedupe_key=dedupe[:300], channel="telegram", kind=kind, to_addr=str(chat_id),
+                         subject="", message=json.dumps(payload, ensure_ascii=False).encode(), request_id=request_id,
+                         inbound_id=inbound_id, next_attempt_at=now, created_at=now)
 
 
 def ics_for(req: Request, place: str, settings: Settings) -> bytes:
@@ -88,7 +85,7 @@ class Notifier:
 
     def summary(self, s: Session, req: Request) -> dict:
         d: Directory = self.directory(s)
-        inst = s.get(Installation, req.location_id) if req.location_id else None
+        inst = d.installations.get(req.location_id) if req.location_id else None
         lang = req.language
         pref_name = None
         if req.preferred_interpreter_id and req.preferred_interpreter_id in d.interpreters:

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import aiosmtplib
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from store.db import Store, utcnow
@@ -32,14 +32,24 @@ from .replies import OutgoingEmail, build_email
 log = logging.getLogger("biq.outbox")
 
 
+INSERT_OUTBOX = insert(Outbox.__table__)
+REPLIES_SINCE = select(func.count(Outbox.id)).where(Outbox.to_addr == bindparam("to"),
+                                                    Outbox.created_at >= bindparam("since"))
+
+
 def replies_last_hour(session: Session, to: str) -> int:
-    since = utcnow() - timedelta(hours=1)
-    return session.scalar(select(func.count(Outbox.id)).where(Outbox.to_addr == to, Outbox.created_at >= since)) or 0
+    """Replies queued to *to* in the last hour; counted once per transaction, then kept up to
+    date in the session as replies are queued (a batch answers the same sender many times)."""
+    counts = session.info.setdefault("replies_last_hour", {})
+    if to not in counts:
+        since = utcnow() - timedelta(hours=1)
+        counts[to] = session.connection().execute(REPLIES_SINCE, {"to": to, "since": since}).scalar() or 0
+    return counts[to]
 
 
 def queue_email(session: Session, settings: Settings, out: OutgoingEmail, *, kind: str, dedupe: str,
-                request_id: int | None = None, inbound_id: int | None = None) -> Outbox | None:
-    """Queue one reply, unless the sender's hourly cap is reached.
+                request_id: int | None = None, inbound_id: int | None = None) -> int | None:
+    """Queue one reply, unless the sender's hourly cap is reached; returns the outbox id.
 
     *dedupe* is unique in the table: the same reply cannot be queued twice even by a bug, since
     the transaction that would do it fails as a whole."""
@@ -51,12 +61,27 @@ def queue_email(session: Session, settings: Settings, out: OutgoingEmail, *, kin
     now = utcnow()
     raw, _mid = build_email(out, from_addr=settings.bot_address, from_name=settings.bot_name,
                             domain=settings.bot_domain, now=now)
-    row = Outbox(dedupe_key=dedupe[:300], channel="email", kind=kind, to_addr=to, subject=out.subject[:998],
-                 message=raw, request_id=request_id, inbound_id=inbound_id, state="pending",
-                 next_attempt_at=now, created_at=now)
-    session.add(row)
-    session.flush()
-    return row
+    outbox_id = insert_outbox(session, dedupe_key=dedupe[:300], channel="email", kind=kind, to_addr=to,
+                              subject=out.subject[:998], message=raw, request_id=request_id, inbound_id=inbound_id,
+                              next_attempt_at=now, created_at=now)
+    session.info["replies_last_hour"][to] += 1
+    return outbox_id
+
+
+def insert_outbox(session: Session, **values: object) -> int:
+    """One outbox row, written straight away in the caller's transaction (no unit of work: a
+    reply is never changed after it is queued)."""
+    result = session.connection().execute(INSERT_OUTBOX, dict(state="pending", attempts=0, last_error="", **values))
+    return result.inserted_primary_key[0]
+
+
+_OUT = Outbox.__table__
+DUE = (select(_OUT.c.id, _OUT.c.channel, _OUT.c.kind, _OUT.c.to_addr, _OUT.c.message, _OUT.c.attempts)
+       .where(_OUT.c.state == "pending", _OUT.c.next_attempt_at <= bindparam("now"))
+       .order_by(_OUT.c.id).limit(bindparam("n")).with_for_update(skip_locked=True))
+SENT = update(_OUT).where(_OUT.c.id == bindparam("b_id")).values(state="sent", sent_at=bindparam("at"), last_error="")
+LEASE = (update(_OUT).where(_OUT.c.id.in_(bindparam("ids", expanding=True)))
+         .values(attempts=_OUT.c.attempts + 1, next_attempt_at=bindparam("until")))
 
 
 class PermanentFailure(Exception):
@@ -98,44 +123,59 @@ class Sender:
         self.wake = asyncio.Event()
         self.telegram = None  # a telegram.Bot when the chat channel is on
 
-    def _claim(self, limit: int) -> list[Outbox]:
+    def _claim(self, limit: int) -> list:
+        """Due rows, each leased to this sender (pushed `lease` seconds ahead) in one statement."""
         now = utcnow()
-        with self.store.session() as s:
-            q = (select(Outbox).where(Outbox.state == "pending", Outbox.next_attempt_at <= now)
-                 .order_by(Outbox.id).limit(limit).with_for_update(skip_locked=True))
-            rows = list(s.scalars(q))
-            lease = timedelta(seconds=self.settings.outbound_lease_seconds)
-            for r in rows:
-                r.attempts += 1
-                r.next_attempt_at = now + lease
+        with self.store.write_session() as s:
+            c = s.connection()
+            rows = c.execute(DUE, {"now": now, "n": limit}).all()
+            if rows:
+                c.execute(LEASE, {"ids": [r.id for r in rows],
+                                  "until": now + timedelta(seconds=self.settings.outbound_lease_seconds)})
             return rows
 
-    def _finish(self, row_id: int, error: str | None, permanent: bool, attempts: int) -> None:
-        with self.store.session() as s:
-            values: dict = {}
-            if error is None:
-                values = dict(state="sent", sent_at=utcnow(), last_error="")
-            elif permanent or attempts >= self.settings.outbound_max_attempts:
-                values = dict(state="failed", last_error=error[:2000])
-            else:
-                delay = min(self.settings.outbound_backoff_seconds * 2 ** (attempts - 1),
-                            self.settings.outbound_backoff_max_seconds)
-                values = dict(next_attempt_at=utcnow() + timedelta(seconds=delay), last_error=error[:2000])
-            s.execute(update(Outbox).where(Outbox.id == row_id).values(**values))
+    def _finish(self, results: list[tuple[int, str | None, bool, int]]) -> None:
+        """Record (outbox id, error or None, permanent, attempts) for several rows at once."""
+        now = utcnow()
+        with self.store.write_session() as s:
+            sent = [{"b_id": row_id, "at": now} for row_id, error, _, _ in results if error is None]
+            if sent:
+                s.connection().execute(SENT, sent)
+            for row_id, error, permanent, attempts in results:
+                if error is None:
+                    continue
+                if permanent or attempts >= self.settings.outbound_max_attempts:
+                    values = dict(state="failed", last_error=error[:2000])
+                else:
+                    delay = min(self.settings.outbound_backoff_seconds * 2 ** (attempts - 1),
+                                self.settings.outbound_backoff_max_seconds)
+                    values = dict(next_attempt_at=now + timedelta(seconds=delay), last_error=error[:2000])
+                s.execute(update(Outbox).where(Outbox.id == row_id).values(**values))
 
     async def deliver_due(self, limit: int = 50) -> int:
+        """One pass over what is due. Files are written together and recorded in one transaction
+        (a file already written is never written twice); each network delivery is recorded as
+        soon as it is done, so a crash can repeat at most the one in flight."""
         rows = await asyncio.to_thread(self._claim, limit)
-        sent = 0
+        files = [r for r in rows if r.channel == "email" and isinstance(self.target, Path)]
+        results: list[tuple[object, str | None, bool]] = []
+        if files:
+            written = await asyncio.to_thread(self._write_files, files)
+            results += [(r, err, False) for r, err in zip(files, written, strict=True)]
+            await asyncio.to_thread(self._finish, [(r.id, err, False, r.attempts + 1) for r, err, _ in results])
         for row in rows:
+            if row.channel == "email" and isinstance(self.target, Path):
+                continue
             error, permanent = None, False
             try:
                 await self._send(row)
-                sent += 1
             except PermanentFailure as exc:
                 error, permanent = str(exc), True
             except (TimeoutError, OSError, aiosmtplib.SMTPException) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            await asyncio.to_thread(self._finish, row.id, error, permanent, row.attempts)
+            await asyncio.to_thread(self._finish, [(row.id, error, permanent, row.attempts + 1)])
+            results.append((row, error, permanent))
+        for row, error, permanent in results:
             if error:
                 FAILURES.labels("delivery_permanent" if permanent else "delivery_retry").inc()
                 level = logging.ERROR if permanent else logging.WARNING
@@ -144,7 +184,7 @@ class Sender:
             else:
                 REPLIES_OUT.labels(row.channel).inc()
                 log.info("outbox %d (%s) delivered", row.id, row.kind)
-        return sent
+        return sum(1 for _, error, _ in results if error is None)
 
     async def _send(self, row: Outbox) -> None:
         if row.channel == "telegram":
@@ -185,6 +225,17 @@ class Sender:
             raise OSError(f"Telegram unreachable: {type(exc).__name__}") from exc
         except TelegramError as exc:
             raise OSError(f"Telegram error: {type(exc).__name__}") from exc
+
+    def _write_files(self, rows: list) -> list[str | None]:
+        """Write each row's file; None for success, else the error (the others still go)."""
+        errors: list[str | None] = []
+        for row in rows:
+            try:
+                self._write_file(row)
+                errors.append(None)
+            except OSError as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+        return errors
 
     def _write_file(self, row: Outbox) -> None:
         folder = self.target

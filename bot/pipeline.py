@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.util import identity_key
 
 from parsers.directory import Directory
 from parsers.request import ParsedRequest, parse_email, parse_update
@@ -33,10 +36,45 @@ from .replies import format_date
 
 log = logging.getLogger("biq.pipeline")
 MAX_ATTEMPTS = 3
+REQUESTER_TTL = 10.0  # seconds a requester row read for one message serves the next ones
 OUR_MSGID = re.compile(r"<biq-0*(\d{1,9})\.[0-9a-f]+@", re.I)
 SUBJECT_TAG = re.compile(r"\[\s*BIQ-0*(\d{1,9})\s*\]", re.I)
 ACTIVE = ("incomplete", "submitted", "offered", "confirmed")
 ECHO = re.compile(r"—\s*biq-bot\s*—|-\s*biq-bot\s*-")
+MISSING = object()
+
+# The statements run for every message, built once (building one costs more than running it).
+_IN = InboundMessage.__table__
+WAITING = (select(_IN).where(_IN.c.state == "new", _IN.c.received_at <= bindparam("before"))
+           .order_by(_IN.c.id).limit(bindparam("n")))
+STEAL_AFTER = timedelta(seconds=3)  # a share left this long (its worker died or lags) is anyone's
+WAITING_IN_SHARD = (select(_IN).where(_IN.c.state == "new", _IN.c.id % bindparam("of") == bindparam("k"))
+                    .order_by(_IN.c.id).limit(bindparam("n")))
+# Claiming takes SQLite's write lock with its first statement (so it sees every commit before it)
+# and skips rows another PostgreSQL transaction holds; 'working' never outlives the transaction.
+CLAIM = (update(_IN).where(_IN.c.id.in_(select(_IN.c.id).where(_IN.c.id.in_(bindparam("ids", expanding=True)),
+                                                              _IN.c.state == "new")
+                                        .with_for_update(skip_locked=True).scalar_subquery()))
+         .values(state="working").returning(_IN.c.id))
+FINISH = (update(_IN).where(_IN.c.id == bindparam("b_id"))
+          .values(state=bindparam("b_state"), outcome=bindparam("b_outcome"), processed_at=bindparam("b_at")))
+EARLIER_COPY = select(_IN.c.id).where(_IN.c.mid_key == bindparam("key"), _IN.c.id < bindparam("id")).limit(1)
+_RQ = Request.__table__
+INSERT_REQUEST = insert(_RQ)
+SAME_START = (select(_RQ.c.id).where(_RQ.c.requester_id == bindparam("requester"), _RQ.c.date == bindparam("date"),
+                                     _RQ.c.start_time == bindparam("start"), _RQ.c.target_language == bindparam("lang"),
+                                     _RQ.c.status.in_(ACTIVE)).order_by(_RQ.c.id).limit(1))
+
+
+def count_processed(outcomes: list[tuple[str, float]]) -> None:
+    """Metrics for processed messages: (state, seconds since intake) each."""
+    for state, seconds in outcomes:
+        PROCESSED.labels(state).inc()
+        LATENCY.observe(seconds)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def authenticated(header: str, authserv_id: str) -> bool:
@@ -60,7 +98,7 @@ class Outcome:
 class Incoming:
     """One message, whatever its channel, as the intent handlers see it."""
 
-    inbound: InboundMessage
+    inbound: object  # the inbound_messages row (id, channel, raw, ...)
     origin: Origin
     parsed: ParsedRequest
     requester: Requester
@@ -81,7 +119,9 @@ class Pipeline:
         self.tz = ZoneInfo(settings.timezone)
         self._directory: Directory | None = None
         self._requester_ids: dict[str, int] | None = None
+        self._requesters: dict[int, tuple[float, Requester]] = {}
         self.notifier = Notifier(settings, self.directory)
+        self.on_processed: Callable[[list[tuple[str, float]]], None] = count_processed
 
     # ---- directory ------------------------------------------------------------------------------
     def directory(self, session: Session) -> Directory:
@@ -92,81 +132,118 @@ class Pipeline:
     def reload_directory(self) -> None:
         self._directory = None
         self._requester_ids = None
+        self._requesters = {}
 
     def requester_by_email(self, s: Session, email: str) -> Requester | None:
-        """Active requester by address; ids are cached, rows come from the session (identity map)."""
+        """Active requester by address.
+
+        Ids are cached; so are the rows, for REQUESTER_TTL seconds: a busy requester writes many
+        messages in a row and loading the same row for each was a sixth of a message's cost. A
+        cached row is attached to the session as it was read; one that a rolled-back session
+        left expired is read again."""
         if self._requester_ids is None:
             self._requester_ids = dict(s.execute(select(Requester.email, Requester.id).where(Requester.active)).all())
         rid = self._requester_ids.get(email)
         if rid is None:
             return None
-        req = s.get(Requester, rid)
+        req = s.identity_map.get(identity_key(Requester, rid))
+        if req is None:
+            at, cached = self._requesters.get(rid, (0.0, None))
+            state = inspect(cached) if cached is not None else None
+            if state is not None and state.detached and not state.expired_attributes \
+                    and time.monotonic() - at < REQUESTER_TTL:
+                req = cached
+                s.add(req)
+            else:
+                req = s.get(Requester, rid, options=[lazyload(Requester.installations)])
+                self._requesters[rid] = (time.monotonic(), req)
         return req if req is not None and req.active and req.email == email else None
 
     # ---- driving ----------------------------------------------------------------------------------
-    def process_pending(self, limit: int = 100, batch: int = 25) -> int:
+    def process_pending(self, limit: int = 100, batch: int = 25, shard: tuple[int, int] | None = None) -> int:
         """Process up to *limit* waiting messages; returns how many were handled.
 
-        Messages are taken *batch* at a time in one transaction (far fewer commits and lock
-        round-trips); if any message of a batch fails, the batch is rolled back and its messages
-        are processed one by one, so a bad message only ever affects itself.
+        Messages are read and parsed first, outside any transaction (parsing is most of the CPU
+        and holds no lock), then claimed and processed *batch* at a time in one transaction: far
+        fewer commits, and the write lock is held only for the database work. If any message of a
+        batch fails, the batch is rolled back and its messages are processed one by one, so a bad
+        message only ever affects itself. *shard* (k, n) prefers the messages whose id is k mod n,
+        so that n workers rarely parse the same message; any worker takes any message when its own
+        share is empty, and the claim makes sure only one of them processes it.
         """
         handled = 0
         while handled < limit:
-            try:
-                n = self._process_batch(min(batch, limit - handled))
-            except Exception:  # noqa: BLE001 - isolate the culprit below
-                log.warning("a batch failed; processing its messages one by one")
-                n = 0
-                for _ in range(min(batch, limit - handled)):
-                    if not self.process_next():
-                        break
-                    n += 1
-            if n == 0:
+            rows = self._waiting(min(batch, limit - handled), shard)
+            if not rows:
                 break
-            handled += n
+            read = {row.id: self.read(row) for row in rows}
+            try:
+                n = self._process_rows(rows, read)
+            except Exception:  # noqa: BLE001 - isolate the culprit below
+                log.warning("a batch failed; processing its messages one by one", exc_info=True)
+                n = sum(self._process_alone(row, read[row.id]) for row in rows)
+            handled += max(n, 1)  # a batch another worker claimed first still moves us on
         return handled
 
-    def _process_batch(self, size: int) -> int:
-        outcomes: list[tuple[int, Outcome]] = []
-        with self.store.session() as s:
-            rows = list(s.scalars(select(InboundMessage).where(InboundMessage.state == "new")
-                                  .order_by(InboundMessage.id).limit(size).with_for_update(skip_locked=True)))
+    def _waiting(self, size: int, shard: tuple[int, int] | None) -> list:
+        with self.store.engine.connect() as c:
+            if shard is None or shard[1] <= 1:
+                return c.execute(WAITING, {"n": size, "before": utcnow()}).all()
+            return (c.execute(WAITING_IN_SHARD, {"n": size, "k": shard[0], "of": shard[1]}).all()
+                    or c.execute(WAITING, {"n": size, "before": utcnow() - STEAL_AFTER}).all())
+
+    def read(self, row) -> object:  # noqa: ANN001 - an inbound_messages row
+        """Parse one stored message (no database access); errors are kept for the processing step."""
+        try:
+            if row.channel == "telegram":
+                try:
+                    data = json.loads(row.raw)
+                except ValueError:
+                    return None
+                return parse_update(self._directory_now(), data)
+            return parse_email(self._directory_now(), row.raw)
+        except Exception as exc:  # noqa: BLE001 - parsing never raises by contract; if it does, count it
+            return exc
+
+    def _directory_now(self) -> Directory:
+        if self._directory is None:
+            with self.store.session() as s:
+                return self.directory(s)
+        return self._directory
+
+    def _process_rows(self, rows: list, read: dict) -> int:  # noqa: ANN001
+        outcomes: list[tuple[object, Outcome]] = []
+        with self.store.write_session() as s:
+            claimed = set(s.connection().execute(CLAIM, {"ids": [r.id for r in rows]}).scalars())
             for row in rows:
-                outcome = self.process(s, row)
-                row.state = outcome.state
-                row.outcome = outcome.summary[:2000]
-                row.processed_at = utcnow()
+                if row.id in claimed:
+                    outcomes.append((row, self.process(s, row, read[row.id])))
+            if outcomes:
+                now = utcnow()
                 s.flush()
-                outcomes.append((row.id, outcome))
+                s.connection().execute(FINISH, [{"b_id": row.id, "b_state": o.state, "b_outcome": o.summary[:2000],
+                                                 "b_at": now} for row, o in outcomes])
         now = utcnow()
-        for (inbound_id, outcome), row in zip(outcomes, rows, strict=True):
-            log.info("inbound %d (%s): %s", inbound_id, outcome.state, outcome.summary)
-            PROCESSED.labels(outcome.state).inc()
-            LATENCY.observe(max(0.0, (now - row.received_at).total_seconds()))
+        for row, outcome in outcomes:
+            log.info("inbound %d (%s): %s", row.id, outcome.state, outcome.summary)
+        self.on_processed([(o.state, max(0.0, (now - _aware(row.received_at)).total_seconds())) for row, o in outcomes])
         return len(outcomes)
 
-    def process_next(self) -> bool:
-        inbound_id = None
+    def _process_alone(self, row, read: object) -> int:  # noqa: ANN001
         try:
-            with self.store.session() as s:
-                row = s.scalars(select(InboundMessage).where(InboundMessage.state == "new")
-                                .order_by(InboundMessage.id).limit(1).with_for_update(skip_locked=True)).first()
-                if row is None:
-                    return False
-                inbound_id = row.id
-                outcome = self.process(s, row)
-                row.state = outcome.state
-                row.outcome = outcome.summary[:2000]
-                row.processed_at = utcnow()
-            log.info("inbound %d (%s): %s", inbound_id, outcome.state, outcome.summary)
-            return True
+            return self._process_rows([row], {row.id: read})
         except Exception as exc:  # noqa: BLE001 - one bad message must never block the others
-            if inbound_id is None:
-                raise
-            log.exception("inbound %d: processing failed", inbound_id)
-            self._count_failure(inbound_id, exc)
-            return True
+            log.exception("inbound %d: processing failed", row.id)
+            self._count_failure(row.id, exc)
+            return 1
+
+    def process_next(self) -> bool:
+        """Process the oldest waiting message on its own; False when none is waiting."""
+        rows = self._waiting(1, None)
+        if not rows:
+            return False
+        self._process_alone(rows[0], self.read(rows[0]))
+        return True
 
     def _count_failure(self, inbound_id: int, exc: Exception) -> None:
         with self.store.session() as s:
@@ -182,14 +259,17 @@ class Pipeline:
                 log.error("inbound %d quarantined: %s", inbound_id, type(exc).__name__)
 
     # ---- reading one message ----------------------------------------------------------------------
-    def process(self, s: Session, inbound: InboundMessage) -> Outcome:
+    def process(self, s: Session, inbound, read: object = MISSING) -> Outcome:  # noqa: ANN001 - inbound row
+        if read is MISSING:
+            read = self.read(inbound)
+        if isinstance(read, Exception):
+            raise read
         if inbound.channel == "telegram":
-            return self._process_chat(s, inbound)
-        return self._process_email(s, inbound)
+            return self._process_chat(s, inbound, read)
+        return self._process_email(s, inbound, read)
 
-    def _process_email(self, s: Session, inbound: InboundMessage) -> Outcome:
-        d = self.directory(s)
-        parsed, mail = parse_email(d, inbound.raw)
+    def _process_email(self, s: Session, inbound, read: tuple) -> Outcome:  # noqa: ANN001
+        parsed, mail = read
         sender = mail.from_addr
         verp = next((v for v in (self.settings.verp_id(a) for a in inbound.rcpt_to.split(",") if a) if v), None)
         if verp is not None:
@@ -201,8 +281,7 @@ class Pipeline:
         if mail.is_automatic:
             return Outcome("ignored", f"automatic message ({mail.automatic_reason}): not answered")
         if inbound.mid_key:
-            earlier = s.scalar(select(InboundMessage.id).where(InboundMessage.mid_key == inbound.mid_key,
-                                                              InboundMessage.id < inbound.id).limit(1))
+            earlier = s.connection().execute(EARLIER_COPY, {"key": inbound.mid_key, "id": inbound.id}).scalar()
             if earlier is not None:
                 return Outcome("ignored", f"same Message-ID and sender as inbound {earlier}: a re-sent copy, "
                                           "not answered again")
@@ -228,13 +307,10 @@ class Pipeline:
                 numbers.append(int(m.group(1)))
         return self._handle(s, Incoming(inbound, origin, parsed, requester, numbers))
 
-    def _process_chat(self, s: Session, inbound: InboundMessage) -> Outcome:
-        d = self.directory(s)
-        try:
-            data = json.loads(inbound.raw)
-        except ValueError:
+    def _process_chat(self, s: Session, inbound, read: tuple | None) -> Outcome:  # noqa: ANN001
+        if read is None:
             return Outcome("quarantined", "chat update is not JSON")
-        parsed, chat = parse_update(d, data)
+        parsed, chat = read
         if chat.chat_id is None:
             return Outcome("ignored", "chat update without a chat")
         origin = Origin("telegram", str(chat.chat_id))
@@ -305,7 +381,7 @@ class Pipeline:
                 log.warning("requester %d marked undeliverable after %d hard bounces", requester.id, requester.bounces)
         return Outcome("ignored", f"{'hard' if hard else 'soft'} bounce of outbox {outbox_id} ({row.kind})")
 
-    def _unknown_sender(self, s: Session, inbound: InboundMessage, origin: Origin, parsed: ParsedRequest) -> Outcome:
+    def _unknown_sender(self, s: Session, inbound, origin: Origin, parsed: ParsedRequest) -> Outcome:
         if parsed.intent == "other":  # spam and strays: answering would be backscatter
             return Outcome("ignored", "unknown sender, not about a request: no reply")
         since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -365,15 +441,12 @@ class Pipeline:
         unclear = set(parsed.uncertain) if parsed else set()
         return rules.check(req, now=datetime.now(self.tz), tz=self.tz, unclear=unclear)
 
-    def _flag_duplicate(self, s: Session, req: Request) -> None:
+    def _duplicate_of(self, s: Session, req: Request) -> int | None:
         """Rule 9: same requester, languages and start: flagged, never merged."""
         if req.date is None or req.start_time is None:
-            return
-        other = s.scalar(select(Request.id).where(
-            Request.id != req.id, Request.requester_id == req.requester_id, Request.date == req.date,
-            Request.start_time == req.start_time, Request.target_language == req.target_language,
-            Request.status.in_(ACTIVE)).order_by(Request.id).limit(1))
-        req.duplicate_of = other
+            return None
+        return s.connection().execute(SAME_START, {"requester": req.requester_id, "date": req.date,
+                                                   "start": req.start_time, "lang": req.target_language}).scalar()
 
     def _announce(self, s: Session, msg: Incoming, req: Request, problems: list[str]) -> None:
         kind = "incomplete" if problems else "submitted"
@@ -381,29 +454,31 @@ class Pipeline:
 
     # ---- intents ----------------------------------------------------------------------------------
     def _new_request(self, s: Session, msg: Incoming) -> Outcome:
+        """Build each request in memory, check it, then write it once with its final status."""
         d = self.directory(s)
         now = utcnow()
         created: list[Request] = []
         parsed, requester = msg.parsed, msg.requester
+        actor = f"requester:{requester.email}"
         for i in range(max(1, len(parsed.appointments))):
             req = Request(requester_id=requester.id, status="incomplete", channel=msg.origin.channel,
                           language=parsed.language, source_language="fr", inbound_id=msg.inbound.id,
-                          created_at=now, updated_at=now, problems="[]")
+                          created_at=now, updated_at=now, late_cancellation=False,
+                          series_id=created[0].id if created else None)
             self._apply(req, parsed, d, i)
-            s.add(req)
-            s.flush()
-            if created:
-                req.series_id = created[0].id
-            elif len(parsed.appointments) > 1:
-                req.series_id = req.id
-            self._flag_duplicate(s, req)
+            req.duplicate_of = self._duplicate_of(s, req)
             problems = self._check(req, parsed)
             req.problems = json.dumps(problems)
-            workflow.record(s, req, actor=f"requester:{requester.email}", action="created", to_status="incomplete",
-                            inbound_id=msg.inbound.id)
+            req.status = "incomplete" if problems else "submitted"
+            req.id = s.connection().execute(INSERT_REQUEST, {c.key: getattr(req, c.key) for c in _RQ.columns
+                                                             if c.key != "id"}).inserted_primary_key[0]
+            if not created and len(parsed.appointments) > 1:
+                req.series_id = req.id
+                s.connection().execute(update(_RQ).where(_RQ.c.id == req.id).values(series_id=req.id))
+            workflow.record(s, req, actor=actor, action="created", to_status="incomplete", inbound_id=msg.inbound.id)
             if not problems:
-                workflow.transition(s, req, "submitted", actor=f"requester:{requester.email}",
-                                    reason="all rules met", inbound_id=msg.inbound.id)
+                workflow.record(s, req, actor=actor, action="status", reason="all rules met", from_status="incomplete",
+                                to_status="submitted", inbound_id=msg.inbound.id)
             self._announce(s, msg, req, problems)
             created.append(req)
         return Outcome("done", ", ".join(f"{r.ref} {r.status}" for r in created))

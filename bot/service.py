@@ -1,7 +1,9 @@
-"""`biq-bot serve`: the SMTP server, the pipeline worker and the outbox sender in one process.
+"""`biq-bot serve`: the SMTP server, the outbox sender and the chat, with the pipeline beside them.
 
-Each is a loop on the same asyncio event loop; the CPU-bound parsing and all database work run in
-threads so that the SMTP server keeps answering while messages are processed.
+Receiving, sending and chatting are loops on one asyncio event loop; database work runs in
+threads so that the SMTP server keeps answering. The pipeline (parsing, rules, replies: CPU
+work) runs in worker processes (`bot.workers`), or, with `pipeline_workers = 0`, in a thread of
+this process.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from store.db import Store
 
 from .config import Settings
 from .outbox import Sender
-from .pipeline import Pipeline
-from .setup import prepare_store
-from .smtp_server import IntakeHandler, make_smtp_server
+from .pipeline import Pipeline, count_processed
+from .setup import prepare_store, waiting_count
+from .smtp_server import InFlow, IntakeHandler, make_smtp_server
 
 log = logging.getLogger("biq.service")
 # Libraries that would log message bodies (aiosmtpd at DEBUG) or the Telegram token (httpx logs URLs):
@@ -48,7 +50,16 @@ class Service:
         quiet_libraries()
         await asyncio.to_thread(prepare_store, self.store, self.settings)
         loop = asyncio.get_running_loop()
-        handler = IntakeHandler(self.store, self.settings, on_stored=lambda: loop.call_soon_threadsafe(self.work.set))
+        self.flow = InFlow(self.settings.smtp_flow_limit, self.settings.smtp_flow_max_delay)
+        self.flow.stored(await asyncio.to_thread(waiting_count, self.store))
+        self.workers = None
+        if self.settings.pipeline_workers > 0:
+            from .workers import WorkerPool
+            self.workers = WorkerPool(self.settings, self.settings.pipeline_workers, self._processed)
+            await self.workers.start()
+        self.pipeline.on_processed = lambda outcomes: loop.call_soon_threadsafe(self._processed, outcomes)
+        handler = IntakeHandler(self.store, self.settings, on_stored=self._stored, flow=self.flow)
+        self.handler = handler
         host, port = self.settings.listen_host_port
         self.server = await loop.create_server(make_smtp_server(handler, self.settings), host=host, port=port)
         bound = self.server.sockets[0].getsockname()
@@ -59,13 +70,13 @@ class Service:
         if self.settings.telegram_token:
             from .telegram_bot import TelegramChannel
             self.telegram = TelegramChannel(self.settings, self.store, self.pipeline,
-                                            on_stored=lambda: loop.call_soon_threadsafe(self.work.set))
+                                            on_stored=lambda: loop.call_soon_threadsafe(self._stored))
             await self.telegram.start()
             self.sender.telegram = self.telegram.bot
         self.imap = None
         if self.settings.imap_url:
             from .imap_reader import ImapReader
-            self.imap = ImapReader(self.store, self.settings, on_stored=lambda: loop.call_soon_threadsafe(self.work.set))
+            self.imap = ImapReader(self.store, self.settings, on_stored=lambda: loop.call_soon_threadsafe(self._stored))
             self.imap_stop = threading.Event()
             self.imap_thread = threading.Thread(target=self.imap.run, args=(self.imap_stop,), name="imap", daemon=True)
             self.imap_thread.start()
@@ -76,8 +87,23 @@ class Service:
             self.http = HttpEndpoint(self.settings.http_listen, self._healthy)
             await self.http.start()
         self.tasks = [asyncio.create_task(self._reminder_loop(), name="reminders"),
-                      asyncio.create_task(self._work_loop(), name="pipeline"),
                       asyncio.create_task(self.sender.run(self.stop_event), name="sender")]
+        if self.workers is None:
+            self.tasks.append(asyncio.create_task(self._work_loop(), name="pipeline"))
+
+    def _stored(self) -> None:
+        """Something was stored: wake whoever processes it."""
+        if self.workers is not None:
+            self.workers.signal()
+        else:
+            self.work.set()
+
+    def _processed(self, outcomes: list[tuple[str, float]]) -> None:
+        """The pipeline processed a batch: count it, let the sender deliver the replies, and let
+        the senders waiting on flow control in."""
+        count_processed(outcomes)
+        self.flow.processed(len(outcomes))
+        self.sender.wake.set()
 
     async def _work_loop(self) -> None:
         while not self.stop_event.is_set():
@@ -130,6 +156,10 @@ class Service:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+        if getattr(self, "handler", None) is not None:
+            await asyncio.to_thread(self.handler.writer.close)
+        if getattr(self, "workers", None) is not None:
+            await self.workers.stop()
         for t in self.tasks:
             try:
                 await asyncio.wait_for(t, timeout=10)

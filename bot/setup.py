@@ -21,3 +21,12 @@ def prepare_store(store: Store, settings: Settings) -> None:
             report = load_directory(s, folder)
             log.info("directory loaded from %s: %s", "the embedded sample" if not settings.directory else folder,
                      "; ".join(report.lines()))
+
+
+def waiting_count(store: Store) -> int:
+    """Messages stored and not processed yet (a backlog left by a stop or a crash)."""
+    from sqlalchemy import func, select
+
+    from store.models import InboundMessage
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(InboundMessage).where(InboundMessage.state == "new")) or 0

@@ -8,29 +8,62 @@ accepted as recipients, and SIZE is enforced by aiosmtpd (`552` above the limit)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from store.db import Store
 
 from .config import Settings
-from .intake import store_inbound
+from .intake import GroupWriter, Received
 from .metrics import FAILURES, MESSAGES_IN
 
 log = logging.getLogger("biq.smtp")
 
 
+class InFlow:
+    """Slow the senders down while the pipeline is behind (Postfix's `in_flow_delay`).
+
+    Messages are stored before anything else, so a burst always gets in; but if they arrive
+    faster than they are processed the queue only grows, and so does every message's wait.
+    Past `limit` stored-but-unprocessed messages, the `250` after DATA waits (at most
+    `max_delay`) until the pipeline catches up: senders then go at the pace replies are made,
+    and the time from a message to its reply stays short. Nothing is refused or lost.
+    """
+
+    def __init__(self, limit: int, max_delay: float) -> None:
+        self.limit = limit
+        self.max_delay = max_delay
+        self.waiting = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def stored(self, n: int = 1) -> None:
+        self.waiting += n
+        if self.limit and self.waiting > self.limit:
+            self._room.clear()
+
+    def processed(self, n: int) -> None:
+        self.waiting = max(0, self.waiting - n)
+        if not self.limit or self.waiting <= self.limit:
+            self._room.set()
+
+    async def admit(self) -> None:
+        if not self._room.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), self.max_delay)
+
+
 class IntakeHandler:
-    def __init__(self, store: Store, settings: Settings, on_stored: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: Store, settings: Settings, on_stored: Callable[[], None] | None = None,
+                 flow: InFlow | None = None) -> None:
         self.store = store
         self.settings = settings
         self.on_stored = on_stored or (lambda: None)
-        # one writer thread: SQLite serialises writes anyway, and the event loop never blocks on them
-        self.writer = ThreadPoolExecutor(max_workers=1 if store.engine.dialect.name == "sqlite" else 4,
-                                         thread_name_prefix="biq-intake")
+        self.flow = flow or InFlow(0, 0)
+        self.writer = GroupWriter(store)  # many sessions' messages per commit, off the event loop
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -45,11 +78,9 @@ class IntakeHandler:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        loop = asyncio.get_running_loop()
         try:
-            inbound_id, duplicate = await loop.run_in_executor(
-                self.writer, lambda: store_inbound(self.store, raw, mail_from=envelope.mail_from or "",
-                                                   rcpt_to=list(envelope.rcpt_tos)))
+            inbound_id, duplicate = await asyncio.wrap_future(
+                self.writer.submit(Received(raw, envelope.mail_from or "", list(envelope.rcpt_tos))))
         except Exception as exc:  # noqa: BLE001 - any store failure must become a 451, never a lost message
             log.error("could not store an incoming message (%s): answered 451", type(exc).__name__)
             FAILURES.labels("intake").inc()
@@ -59,7 +90,9 @@ class IntakeHandler:
         else:
             log.info("inbound %d stored (%d bytes)", inbound_id, len(raw))
             MESSAGES_IN.labels("smtp").inc()
+            self.flow.stored()
             self.on_stored()
+            await self.flow.admit()
         return f"250 2.0.0 Message accepted for delivery <inbound {inbound_id}>"
 
 

@@ -100,3 +100,14 @@ def test_bench_scripts_run_and_print_their_table(script, args, expect):
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert expect in proc.stdout
+
+
+def test_smtp_bench_with_two_instances_on_postgresql(pg_database):
+    """The scale-out measurement of the README at a small size: one then two instances."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "smtp_bench.py"), "--messages", "60", "--clients", "4",
+                           "--instances", "1,2", "--workers", "2", "--database-url", pg_database],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines()[1:] if line.strip()]
+    assert [r[0] for r in rows] == ["1", "2"] and all(float(r[3]) > 0 for r in rows)

@@ -1,0 +1,181 @@
+"""The fast path: pipeline worker processes, group commits at intake, flow control, batched
+delivery, and the directly written MIME replies. Real processes, real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from email import message_from_bytes
+from email.policy import default as default_policy
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.intake import GroupWriter, Received, store_many
+from bot.outbox import Sender
+from bot.replies import OutgoingEmail, build_email
+from bot.setup import prepare_store
+from bot.smtp_server import InFlow
+from store.db import Store, utcnow
+from store.models import InboundMessage, Outbox, Request
+
+from .conftest import ROOT, make_settings, running_bot, wait_for
+from .test_email_loop import BOT, SOPHIE, complete_request, count, in_days, make_mail, send
+
+
+def _request(i: int, days: int) -> bytes:
+    """A complete request, distinct per *i* (its own Message-ID and subject)."""
+    return make_mail(complete_request(in_days(days)), subject=f"Demande d'interprète {i}").as_bytes()
+
+
+def _requests_per_inbound(store: Store) -> list[int]:
+    with store.session() as s:
+        return list(s.scalars(select(func.count(Request.id)).group_by(Request.inbound_id)))
+
+
+def _replies_per_inbound(store: Store) -> list[int]:
+    with store.session() as s:
+        return list(s.scalars(select(func.count(Outbox.id)).group_by(Outbox.inbound_id)))
+
+
+def test_two_worker_processes_share_the_queue_without_processing_twice(db_url, tmp_path):
+    """Two `python -m bot.workers` on one store, both taking every message (no shard): each
+    message gets exactly one request and one reply."""
+    settings = make_settings(db_url, f"dir:{tmp_path / 'out'}", replies_per_sender_per_hour=10_000)
+    store = Store(db_url)
+    prepare_store(store, settings)
+    n = 120
+    store_many(store, [Received(_request(i, 3 + i % 50), SOPHIE, [BOT]) for i in range(n)])
+    line = json.dumps(dataclasses.asdict(settings)).encode() + b"\nw"
+    procs = [subprocess.Popen([sys.executable, "-m", "bot.workers", "0", "1"], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(2)]
+    reported = [0, 0]
+
+    def read_reports(k: int) -> None:
+        for chunk in procs[k].stdout:
+            reported[k] += len(json.loads(chunk))
+
+    readers = [threading.Thread(target=read_reports, args=(k,), daemon=True) for k in range(2)]
+    try:
+        for p, r in zip(procs, readers, strict=True):
+            p.stdin.write(line)
+            p.stdin.flush()
+            r.start()
+        deadline = time.monotonic() + 60
+        while sum(reported) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait(timeout=30)
+    assert sum(reported) == n  # together they account for every message, once
+    assert sorted(_requests_per_inbound(store)) == [1] * n
+    assert sorted(_replies_per_inbound(store)) == [1] * n
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(InboundMessage).where(InboundMessage.state != "done")) == 0
+    store.dispose()
+
+
+async def test_a_killed_worker_is_restarted_and_nothing_is_lost(db_url, tmp_path):
+    settings = make_settings(db_url, f"dir:{tmp_path / 'out'}", pipeline_workers=2,
+                             replies_per_sender_per_hour=10_000)
+    async with running_bot(settings) as bot:
+        await wait_for(lambda: all(p is not None for p in bot.workers.procs))
+        first = [p.pid for p in bot.workers.procs]
+        for i in range(20):
+            await send(bot.port, _request(i, 4 + i))
+        os.kill(first[0], signal.SIGKILL)
+        for i in range(20):
+            await send(bot.port, _request(100 + i, 30 + i))
+        await wait_for(lambda: count(bot.store, Outbox) == 40, timeout=30)
+        await wait_for(lambda: bot.workers.procs[0] is not None and bot.workers.procs[0].pid != first[0])
+    assert sorted(_requests_per_inbound(bot.store)) == [1] * 40
+
+
+def test_group_writer_commits_together_and_answers_each(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}")
+    store.migrate()
+    writer = GroupWriter(store)
+    raws = [_request(i, 5) for i in range(30)]
+    futures = [writer.submit(Received(r, SOPHIE, [BOT])) for r in raws]
+    futures.append(writer.submit(Received(raws[0], SOPHIE, [BOT])))  # the same message again
+    results = [f.result(timeout=10) for f in futures]
+    writer.close()
+    ids = [i for i, dup in results[:30]]
+    assert len(set(ids)) == 30 and not any(dup for _, dup in results[:30])
+    assert results[30] == (ids[0], True)
+    store.dispose()
+    unready = Store(f"sqlite:///{tmp_path / 'empty.db'}")  # no schema: every write fails
+    broken = GroupWriter(unready)
+    futures = [broken.submit(Received(r, SOPHIE, [BOT])) for r in raws[:3]]
+    for future in futures:  # each session gets the error (and answers 451); none is left hanging
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
+            future.result(timeout=30)
+    broken.close()
+    unready.dispose()
+
+
+async def test_flow_control_holds_senders_until_the_pipeline_catches_up():
+    flow = InFlow(limit=2, max_delay=5.0)
+    flow.stored(2)
+    await asyncio.wait_for(flow.admit(), 0.5)  # at the limit: straight in
+    flow.stored()
+    waiting = asyncio.create_task(flow.admit())
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # over the limit: the 250 waits
+    flow.processed(1)
+    await asyncio.wait_for(waiting, 1.0)
+    slow = InFlow(limit=1, max_delay=0.3)
+    slow.stored(5)
+    started = asyncio.get_running_loop().time()
+    await slow.admit()  # never stuck: at most max_delay
+    assert 0.25 <= asyncio.get_running_loop().time() - started < 2.0
+
+
+async def test_sender_writes_a_pass_of_files_and_records_them_at_once(tmp_path):
+    settings = make_settings(f"sqlite:///{tmp_path / 's.db'}", f"dir:{tmp_path / 'out'}")
+    store = Store(settings.database_url)
+    store.migrate()
+    now = utcnow()
+    with store.session() as s:
+        for i in range(12):
+            s.add(Outbox(dedupe_key=f"k{i}", channel="email", kind="submitted", to_addr="a@example.org",
+                         message=b"Subject: x\r\n\r\nhello\r\n", next_attempt_at=now, created_at=now))
+    sender = Sender(store, settings)
+    assert await sender.deliver_due(50) == 12
+    assert len(list((tmp_path / "out").glob("*.eml"))) == 12
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Outbox).where(Outbox.state == "sent")) == 12
+        assert s.scalar(select(func.max(Outbox.attempts))) == 1
+    assert await sender.deliver_due(50) == 0  # nothing delivered twice
+    store.dispose()
+
+
+def test_replies_read_back_with_the_email_package():
+    out = OutgoingEmail(to="sophie@example.org", subject="[BIQ-000042] Demande reçue — très bien\r\nBcc: x@y",
+                        text="Bonjour,\nvotre demande est reçue.\n", html="<p>Bonjour</p>",
+                        in_reply_to="<abc@example.org>", references=["<r1@example.org>", "not-an-id"],
+                        ref="BIQ-000042", lang="fr", attachments=[("BIQ-000042.ics", "text/calendar", b"BEGIN:X\r\n")])
+    raw, mid = build_email(out, from_addr="biq@example.org", from_name="Banque d'interprètes",
+                           domain="example.org", now=utcnow())
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
+    m = message_from_bytes(raw, policy=default_policy)
+    assert m["Subject"].startswith("[BIQ-000042] Demande reçue — très bien")
+    assert m["Bcc"] is None and "x@y" not in m["To"]  # the CR LF in the subject could not add a header
+    assert m["From"].addresses[0].display_name == "Banque d'interprètes"
+    assert m["Message-ID"] == mid and mid.startswith("<biq-000042.")
+    assert m["In-Reply-To"] == "<abc@example.org>"
+    assert m["References"].split() == ["<r1@example.org>", "<abc@example.org>"]
+    assert m["Auto-Submitted"] == "auto-replied" and m["Content-Language"] == "fr-CA"
+    assert m.get_body(("plain",)).get_content() == "Bonjour,\nvotre demande est reçue.\n"
+    assert m.get_body(("html",)).get_content() == "<p>Bonjour</p>"
+    [ics] = list(m.iter_attachments())
+    assert ics.get_filename() == "BIQ-000042.ics" and ics.get_content() == "BEGIN:X\r\n"
+    assert not any(part.defects for part in m.walk())
