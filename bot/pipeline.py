@@ -58,6 +58,9 @@ CLAIM = (update(_IN).where(_IN.c.id.in_(select(_IN.c.id).where(_IN.c.id.in_(bind
          .values(state="working").returning(_IN.c.id))
 FINISH = (update(_IN).where(_IN.c.id == bindparam("b_id"))
           .values(state=bindparam("b_state"), outcome=bindparam("b_outcome"), processed_at=bindparam("b_at")))
+WAITING_UNLOCKED = (select(_IN.c.id, _IN.c.channel, _IN.c.raw, _IN.c.rcpt_to, _IN.c.mid_key, _IN.c.received_at)
+                    .where(_IN.c.state == "new", _IN.c.received_at <= bindparam("before"))
+                    .order_by(_IN.c.id).limit(bindparam("n")).with_for_update(skip_locked=True))
 EARLIER_COPY = select(_IN.c.id).where(_IN.c.mid_key == bindparam("key"), _IN.c.id < bindparam("id")).limit(1)
 _RQ = Request.__table__
 INSERT_REQUEST = insert(_RQ)
@@ -163,29 +166,39 @@ class Pipeline:
     def process_pending(self, limit: int = 100, batch: int = 25, shard: tuple[int, int] | None = None) -> int:
         """Process up to *limit* waiting messages; returns how many were handled.
 
-        Messages are read and parsed first, outside any transaction (parsing is most of the CPU
-        and holds no lock), then claimed and processed *batch* at a time in one transaction: far
-        fewer commits, and the write lock is held only for the database work. If any message of a
-        batch fails, the batch is rolled back and its messages are processed one by one, so a bad
-        message only ever affects itself. *shard* (k, n) prefers the messages whose id is k mod n,
-        so that n workers rarely parse the same message; any worker takes any message when its own
-        share is empty, and the claim makes sure only one of them processes it.
+        Messages are processed *batch* at a time in one transaction (far fewer commits). On
+        SQLite, whose write lock covers the whole database, they are read and parsed first
+        (parsing is most of the CPU) and claimed only then, so the lock is held for the database
+        work alone; *shard* (k, n) makes n workers prefer different messages (id mod n), any
+        worker taking any message left waiting a few seconds. On PostgreSQL the rows are
+        claimed first (FOR UPDATE SKIP LOCKED locks only them), so no two workers or instances
+        ever parse the same message. If any message of a batch fails, the batch is rolled back
+        and its messages are processed one by one, so a bad message only ever affects itself.
         """
         handled = 0
         while handled < limit:
-            rows = self._waiting(min(batch, limit - handled), shard)
+            if self.store.is_postgres:
+                rows = self._waiting(min(batch, limit - handled), None, locked_ok=False)
+                read = None
+            else:
+                rows = self._waiting(min(batch, limit - handled), shard)
+                read = {row.id: self.read(row) for row in rows}
             if not rows:
                 break
-            read = {row.id: self.read(row) for row in rows}
             try:
                 n = self._process_rows(rows, read)
             except Exception:  # noqa: BLE001 - isolate the culprit below
                 log.warning("a batch failed; processing its messages one by one", exc_info=True)
-                n = sum(self._process_alone(row, read[row.id]) for row in rows)
+                n = sum(self._process_alone(row, read[row.id] if read else self.read(row)) for row in rows)
             handled += max(n, 1)  # a batch another worker claimed first still moves us on
         return handled
 
-    def _waiting(self, size: int, shard: tuple[int, int] | None) -> list:
+    def _waiting(self, size: int, shard: tuple[int, int] | None, locked_ok: bool = True) -> list:
+        """Waiting messages (oldest first). With *locked_ok* False (PostgreSQL), only those no
+        other transaction holds: the ids are a hint, the claim decides."""
+        if not locked_ok:
+            with self.store.session() as s:
+                return s.connection().execute(WAITING_UNLOCKED, {"n": size, "before": utcnow()}).all()
         with self.store.engine.connect() as c:
             if shard is None or shard[1] <= 1:
                 return c.execute(WAITING, {"n": size, "before": utcnow()}).all()
@@ -211,13 +224,15 @@ class Pipeline:
                 return self.directory(s)
         return self._directory
 
-    def _process_rows(self, rows: list, read: dict) -> int:  # noqa: ANN001
+    def _process_rows(self, rows: list, read: dict | None) -> int:  # noqa: ANN001
+        """Claim *rows* and process those still waiting; *read* holds their parsed form, or is
+        None to parse them once claimed."""
         outcomes: list[tuple[object, Outcome]] = []
         with self.store.write_session() as s:
             claimed = set(s.connection().execute(CLAIM, {"ids": [r.id for r in rows]}).scalars())
             for row in rows:
                 if row.id in claimed:
-                    outcomes.append((row, self.process(s, row, read[row.id])))
+                    outcomes.append((row, self.process(s, row, read[row.id] if read else MISSING)))
             if outcomes:
                 now = utcnow()
                 s.flush()

@@ -50,7 +50,8 @@ class Service:
         quiet_libraries()
         await asyncio.to_thread(prepare_store, self.store, self.settings)
         loop = asyncio.get_running_loop()
-        self.flow = InFlow(self.settings.smtp_flow_limit, self.settings.smtp_flow_max_delay)
+        self.flow = InFlow(self.settings.smtp_flow_limit, self.settings.smtp_flow_max_delay,
+                           recount=lambda: asyncio.to_thread(waiting_count, self.store))
         self.flow.stored(await asyncio.to_thread(waiting_count, self.store))
         self.workers = None
         if self.settings.pipeline_workers > 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -31,29 +31,47 @@ class InFlow:
     Past `limit` stored-but-unprocessed messages, the `250` after DATA waits (at most
     `max_delay`) until the pipeline catches up: senders then go at the pace replies are made,
     and the time from a message to its reply stays short. Nothing is refused or lost.
+
+    The count is kept from what this process stores and what its workers report; while it is
+    over the limit it is checked against the store (`recount`), since other instances' workers
+    may be the ones processing this instance's messages.
     """
 
-    def __init__(self, limit: int, max_delay: float) -> None:
+    RECHECK = 0.05
+
+    def __init__(self, limit: int, max_delay: float,
+                 recount: Callable[[], Awaitable[int]] | None = None) -> None:
         self.limit = limit
         self.max_delay = max_delay
+        self.recount = recount
         self.waiting = 0
         self._room = asyncio.Event()
         self._room.set()
 
     def stored(self, n: int = 1) -> None:
-        self.waiting += n
-        if self.limit and self.waiting > self.limit:
-            self._room.clear()
+        self._set(self.waiting + n)
 
     def processed(self, n: int) -> None:
-        self.waiting = max(0, self.waiting - n)
+        self._set(self.waiting - n)
+
+    def _set(self, waiting: int) -> None:
+        self.waiting = max(0, waiting)
         if not self.limit or self.waiting <= self.limit:
             self._room.set()
+        else:
+            self._room.clear()
 
     async def admit(self) -> None:
-        if not self._room.is_set():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_delay
+        while not self._room.is_set() and loop.time() < deadline:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), self.max_delay)
+                await asyncio.wait_for(self._room.wait(), min(self.RECHECK, max(0.0, deadline - loop.time())))
+            if not self._room.is_set() and self.recount is not None:
+                try:
+                    self._set(await self.recount())
+                except Exception:  # noqa: BLE001 - the store is busy or down: do not hold senders for it
+                    return
 
 
 class IntakeHandler:
