@@ -1,4 +1,5 @@
-"""Memory: RSS of `biq-bot serve` idle, then after N messages sent over SMTP and processed.
+"""Memory: RSS of `biq-bot serve` (and, apart, of its pipeline workers) idle, then after N
+messages sent over SMTP and processed.
 
     python bench/memory_bench.py [--messages 10000] [--clients 8]
 """
@@ -17,6 +18,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.smtp_bench import blast, free_port  # noqa: E402
+
+
+def workers_rss_mb(pid: int) -> float:
+    """The pipeline worker processes `serve` started (its children), together."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(rss_mb(int(c)) for c in children if Path(f"/proc/{c}").exists())
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size of `serve` and its workers: shared pages counted once in all."""
+    pids = [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    total = 0.0
+    for p in pids:
+        for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def rss_mb(pid: int) -> float:
@@ -44,7 +62,7 @@ def main() -> int:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(4)
-        idle = rss_mb(proc.pid)
+        idle, idle_workers = rss_mb(proc.pid), workers_rss_mb(proc.pid)
         blast([port], args.messages, args.clients, 50_000_000)
         store = Store(url)
         while True:
@@ -53,13 +71,16 @@ def main() -> int:
                     break
             time.sleep(0.5)
         time.sleep(2)
-        after = rss_mb(proc.pid)
+        after, after_workers, after_pss = rss_mb(proc.pid), workers_rss_mb(proc.pid), pss_mb(proc.pid)
         store.dispose()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     print(f"{'RSS idle':28} {idle:8.1f} MB")
     print(f"{'RSS after ' + str(args.messages) + ' messages':28} {after:8.1f} MB")
+    print(f"{'workers RSS idle':28} {idle_workers:8.1f} MB")
+    print(f"{'workers RSS after':28} {after_workers:8.1f} MB")
+    print(f"{'serve + workers PSS after':28} {after_pss:8.1f} MB")
     return 0
 
 

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, Settings, load_settings
+from .logs import setup_logging
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -306,24 +307,6 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--csv", action="store_true", help="CSV instead of a table")
     rb.set_defaults(func=cmd_report_billing)
     return p
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line (BIQ_LOG_FORMAT=json); the messages themselves carry no personal data."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                           "message": record.getMessage()}, ensure_ascii=False)
-
-
-def setup_logging(verbose: bool) -> None:
-    import os
-    handler = logging.StreamHandler()
-    if os.environ.get("BIQ_LOG_FORMAT", "").lower() == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def main(argv: list[str] | None = None) -> int:

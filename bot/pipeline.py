@@ -123,6 +123,7 @@ class Pipeline:
         self._directory: Directory | None = None
         self._requester_ids: dict[str, int] | None = None
         self._requesters: dict[int, tuple[float, Requester]] = {}
+        self._ids_at = 0.0
         self.notifier = Notifier(settings, self.directory)
         self.on_processed: Callable[[list[tuple[str, float]]], None] = count_processed
 
@@ -144,8 +145,12 @@ class Pipeline:
         messages in a row and loading the same row for each was a sixth of a message's cost. A
         cached row is attached to the session as it was read; one that a rolled-back session
         left expired is read again."""
-        if self._requester_ids is None:
+        if self._requester_ids is None or (email not in self._requester_ids
+                                           and time.monotonic() - self._ids_at > REQUESTER_TTL):
+            # (re)read the map; a miss re-reads it at most every REQUESTER_TTL seconds, so a
+            # requester added by `directory load` is known without restarting
             self._requester_ids = dict(s.execute(select(Requester.email, Requester.id).where(Requester.active)).all())
+            self._ids_at = time.monotonic()
         rid = self._requester_ids.get(email)
         if rid is None:
             return None
@@ -252,16 +257,8 @@ class Pipeline:
             self._count_failure(row.id, exc)
             return 1
 
-    def process_next(self) -> bool:
-        """Process the oldest waiting message on its own; False when none is waiting."""
-        rows = self._waiting(1, None)
-        if not rows:
-            return False
-        self._process_alone(rows[0], self.read(rows[0]))
-        return True
-
     def _count_failure(self, inbound_id: int, exc: Exception) -> None:
-        with self.store.session() as s:
+        with self.store.write_session() as s:
             row = s.get(InboundMessage, inbound_id)
             if row is None:
                 return

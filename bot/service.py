@@ -16,25 +16,13 @@ import threading
 from store.db import Store
 
 from .config import Settings
+from .logs import quiet_libraries
 from .outbox import Sender
 from .pipeline import Pipeline, count_processed
 from .setup import prepare_store, waiting_count
 from .smtp_server import InFlow, IntakeHandler, make_smtp_server
 
 log = logging.getLogger("biq.service")
-# Libraries that would log message bodies (aiosmtpd at DEBUG) or the Telegram token (httpx logs URLs):
-# whatever the logging configuration, they never go below these levels (Law 25, secrets).
-QUIET = {"mail.log": logging.INFO, "httpx": logging.WARNING, "httpcore": logging.WARNING,
-         "telegram": logging.INFO, "imapclient": logging.INFO}
-
-
-def quiet_libraries() -> None:
-    for name, level in QUIET.items():
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < level or logger.level < level:
-            logger.setLevel(level)
-
-
 class Service:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings

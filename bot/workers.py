@@ -129,9 +129,8 @@ def _wait_for_work(timeout: float) -> bytes | None:
 def run_worker(k: int, n: int) -> int:
     from store.db import Store
 
-    from .cli import setup_logging
+    from .logs import quiet_libraries, setup_logging
     from .pipeline import Pipeline
-    from .service import quiet_libraries
 
     _die_with_parent()
     settings = Settings(**json.loads(sys.stdin.buffer.readline()))

@@ -179,3 +179,25 @@ def test_replies_read_back_with_the_email_package():
     [ics] = list(m.iter_attachments())
     assert ics.get_filename() == "BIQ-000042.ics" and ics.get_content() == "BEGIN:X\r\n"
     assert not any(part.defects for part in m.walk())
+
+
+def test_a_requester_added_while_running_is_known_without_a_restart(tmp_path, monkeypatch):
+    import bot.pipeline
+    from bot.pipeline import Pipeline
+    from store.models import Requester
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'r.db'}", f"dir:{tmp_path / 'out'}")
+    store = Store(settings.database_url)
+    prepare_store(store, settings)
+    pipeline = Pipeline(store, settings)
+    newcomer = "nouvelle.personne@ssss.gouv.qc.ca"
+    store_many(store, [Received(make_mail(complete_request(in_days(6)), sender=newcomer).as_bytes(), newcomer, [BOT])])
+    pipeline.process_pending()
+    assert count(store, Request) == 0  # unknown: an access reply, no request
+    with store.session() as s:
+        s.add(Requester(email=newcomer, name="Nouvelle Personne", role="requester", active=True))
+    monkeypatch.setattr(bot.pipeline, "REQUESTER_TTL", 0.0)  # the cached map is "old" at once
+    store_many(store, [Received(make_mail(complete_request(in_days(7)), sender=newcomer).as_bytes(), newcomer, [BOT])])
+    pipeline.process_pending()
+    assert count(store, Request) == 1
+    store.dispose()

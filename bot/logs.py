@@ -1,0 +1,37 @@
+"""Logging for the command line and the worker processes: readable text or one JSON object per
+line, and libraries held at levels where they cannot log what they must not."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+# Libraries that would log message bodies (aiosmtpd at DEBUG) or the Telegram token (httpx logs URLs):
+# whatever the logging configuration, they never go below these levels (Law 25, secrets).
+QUIET = {"mail.log": logging.INFO, "httpx": logging.WARNING, "httpcore": logging.WARNING,
+         "telegram": logging.INFO, "imapclient": logging.INFO}
+
+
+def quiet_libraries() -> None:
+    for name, level in QUIET.items():
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < level or logger.level < level:
+            logger.setLevel(level)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (BIQ_LOG_FORMAT=json); the messages themselves carry no personal data."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                           "message": record.getMessage()}, ensure_ascii=False)
+
+
+def setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    if os.environ.get("BIQ_LOG_FORMAT", "").lower() == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
