@@ -201,3 +201,21 @@ def test_a_requester_added_while_running_is_known_without_a_restart(tmp_path, mo
     pipeline.process_pending()
     assert count(store, Request) == 1
     store.dispose()
+
+
+async def test_flow_control_trusts_the_store_when_another_instance_did_the_work():
+    """Its own count says 'behind' (another instance's workers processed these messages and
+    reported there): the store's backlog, checked while waiting, lets the sender in at once."""
+    backlog = {"n": 30}
+
+    async def recount() -> int:
+        return backlog["n"]
+
+    flow = InFlow(limit=4, max_delay=5.0, recount=recount)
+    flow.stored(30)
+    waiting = asyncio.create_task(flow.admit())
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # really behind: held
+    backlog["n"] = 0  # the other instance caught up; nothing was reported here
+    await asyncio.wait_for(waiting, 1.0)
+    assert flow.waiting == 0
