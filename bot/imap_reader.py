@@ -191,10 +191,17 @@ class ImapReader:
         if b"IDLE" not in client.capabilities():
             stop.wait(self.settings.imap_poll_seconds)
             return
+        # A message that arrived after the last SEARCH is announced (EXISTS) on the next command;
+        # without this NOOP that announcement could come just before IDLE and be missed.
+        _, untagged = client.noop()
+        if any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") and r[0] for r in untagged):
+            return
         client.idle()
         lost = False
         try:
-            deadline = time.monotonic() + 25 * 60  # RFC 2177: re-issue IDLE before 29 minutes
+            # a pass at least every imap_poll_seconds anyway, and IDLE re-issued well before
+            # the 29 minutes of RFC 2177
+            deadline = time.monotonic() + min(25 * 60, max(5.0, self.settings.imap_poll_seconds))
             instant = 0
             while not stop.is_set() and time.monotonic() < deadline:
                 t = time.monotonic()
