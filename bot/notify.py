@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from parsers.directory import Directory
 from store.db import utcnow
-from store.models import Outbox, Request, Requester
+from store.models import Outbox, Request, Requester, request_ref
 
 from .config import Settings
 from .outbox import insert_outbox, queue_email
@@ -93,13 +93,12 @@ class Notifier:
         elif req.preferred_interpreter_name:
             pref_name = req.preferred_interpreter_name
         assigned = d.interpreters.get(req.assigned_interpreter_id) if req.assigned_interpreter_id else None
-        dup = s.get(Request, req.duplicate_of) if req.duplicate_of else None
         return dict(
             ref=req.ref, status=req.status, date=req.date, start_time=req.start_time, duration=req.duration_minutes,
             language_name=d.language_name(req.target_language, lang), location_name=inst.name if inst else "",
             mode=req.mode, interpreter_type=req.interpreter_type, preferred_name=pref_name,
             preferred_note=req.preferred_interpreter_name if not req.preferred_interpreter_id else None,
-            has_user_phone=bool(req.user_phone), duplicate_of=dup.ref if dup else None,
+            has_user_phone=bool(req.user_phone), duplicate_of=request_ref(req.duplicate_of) if req.duplicate_of else None,
             interpreter_name=assigned.name if assigned else "", late=req.late_cancellation,
         )
 

@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy.orm import Session, lazyload
-from sqlalchemy.orm.util import identity_key
 
 from parsers.directory import Directory
 from parsers.request import ParsedRequest, parse_email, parse_update
@@ -36,7 +35,7 @@ from .replies import format_date
 
 log = logging.getLogger("biq.pipeline")
 MAX_ATTEMPTS = 3
-REQUESTER_TTL = 10.0  # seconds a requester row read for one message serves the next ones
+REQUESTER_TTL = 10.0  # seconds a requester row (and the address map, on a miss) is reused
 OUR_MSGID = re.compile(r"<biq-0*(\d{1,9})\.[0-9a-f]+@", re.I)
 SUBJECT_TAG = re.compile(r"\[\s*BIQ-0*(\d{1,9})\s*\]", re.I)
 ACTIVE = ("incomplete", "submitted", "offered", "confirmed")
@@ -122,8 +121,8 @@ class Pipeline:
         self.tz = ZoneInfo(settings.timezone)
         self._directory: Directory | None = None
         self._requester_ids: dict[str, int] | None = None
-        self._requesters: dict[int, tuple[float, Requester]] = {}
         self._ids_at = 0.0
+        self._requesters: dict[int, tuple[float, Requester]] = {}
         self.notifier = Notifier(settings, self.directory)
         self.on_processed: Callable[[list[tuple[str, float]]], None] = count_processed
 
@@ -141,31 +140,37 @@ class Pipeline:
     def requester_by_email(self, s: Session, email: str) -> Requester | None:
         """Active requester by address.
 
-        Ids are cached; so are the rows, for REQUESTER_TTL seconds: a busy requester writes many
-        messages in a row and loading the same row for each was a sixth of a message's cost. A
-        cached row is attached to the session as it was read; one that a rolled-back session
-        left expired is read again."""
-        if self._requester_ids is None or (email not in self._requester_ids
-                                           and time.monotonic() - self._ids_at > REQUESTER_TTL):
-            # (re)read the map; a miss re-reads it at most every REQUESTER_TTL seconds, so a
-            # requester added by `directory load` is known without restarting
-            self._requester_ids = dict(s.execute(select(Requester.email, Requester.id).where(Requester.active)).all())
-            self._ids_at = time.monotonic()
-        rid = self._requester_ids.get(email)
+        Rows are cached for REQUESTER_TTL seconds: a busy requester writes many messages in a row
+        and loading the same row (and its installations) for each was a sixth of a message's
+        cost. The cached row stays detached; each session gets its own copy by `merge`, because
+        attaching the same row to a second session drags its installations along and collides
+        with the copies another requester brought in. A row a rolled-back session expired is read
+        again."""
+        rid = self._requester_id(s, email)
         if rid is None:
             return None
-        req = s.identity_map.get(identity_key(Requester, rid))
-        if req is None:
-            at, cached = self._requesters.get(rid, (0.0, None))
-            state = inspect(cached) if cached is not None else None
-            if state is not None and state.detached and not state.expired_attributes \
-                    and time.monotonic() - at < REQUESTER_TTL:
-                req = cached
-                s.add(req)
-            else:
-                req = s.get(Requester, rid, options=[lazyload(Requester.installations)])
+        at, cached = self._requesters.get(rid, (0.0, None))
+        if cached is not None and time.monotonic() - at < REQUESTER_TTL and not inspect(cached).expired_attributes:
+            req = s.merge(cached, load=False)
+        else:
+            req = s.get(Requester, rid)
+            if req is not None:
+                req.installations  # noqa: B018 - loaded now, so the cached copy carries them
                 self._requesters[rid] = (time.monotonic(), req)
         return req if req is not None and req.active and req.email == email else None
+
+    def forget_requester(self, requester_id: int) -> None:
+        """A change made to a requester: the next message reads the row again."""
+        self._requesters.pop(requester_id, None)
+
+    def _requester_id(self, s: Session, email: str) -> int | None:
+        """Ids by address are cached; a miss re-reads the map at most every REQUESTER_TTL seconds,
+        so a requester added by `directory load` is known without restarting."""
+        if self._requester_ids is None or (email not in self._requester_ids
+                                           and time.monotonic() - self._ids_at > REQUESTER_TTL):
+            self._requester_ids = dict(s.execute(select(Requester.email, Requester.id).where(Requester.active)).all())
+            self._ids_at = time.monotonic()
+        return self._requester_ids.get(email)
 
     # ---- driving ----------------------------------------------------------------------------------
     def process_pending(self, limit: int = 100, batch: int = 25, shard: tuple[int, int] | None = None) -> int:
@@ -533,6 +538,7 @@ class Pipeline:
 
     def _notifications(self, s: Session, msg: Incoming, on: bool) -> Outcome:
         msg.requester.notifications = on
+        self.forget_requester(msg.requester.id)
         self._reply(s, msg, "notifications_changed", None, on=on)
         return Outcome("done", f"notifications turned {'on' if on else 'off'}")
 

@@ -50,14 +50,16 @@ def one_line(value: object, limit: int = 300) -> str:
 
 
 class _HtmlAlias(BaseLoader):
-    """Serve 'html/NAME' from the same source as 'NAME' (autoescape decides by the prefix)."""
+    """Serve 'html/NAME' from the same source as 'NAME', with `html` set (autoescape decides by
+    the prefix; the macros read `html` from their own module, imported without context)."""
 
     def __init__(self, inner: BaseLoader) -> None:
         self.inner = inner
 
     def get_source(self, environment, template):  # noqa: ANN001, ANN201
         if template.startswith("html/"):
-            return self.inner.get_source(environment, template[5:])
+            source, filename, uptodate = self.inner.get_source(environment, template[5:])
+            return "{% set html = true %}" + source, filename, uptodate
         raise TemplateNotFound(template)
 
 

@@ -125,6 +125,11 @@ class InboundMessage(Base):
     __table_args__ = (Index("ix_inbound_state_id", "state", "id"),)
 
 
+def request_ref(number: int) -> str:
+    """The reference a requester sees (BIQ-000123): the request's id, so it needs no lookup."""
+    return f"BIQ-{number:06d}"
+
+
 class Request(Base):
     __tablename__ = "requests"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -166,7 +171,7 @@ class Request(Base):
 
     @property
     def ref(self) -> str:
-        return f"BIQ-{self.id:06d}"
+        return request_ref(self.id)
 
 
 class RequestEvent(Base):

@@ -219,3 +219,38 @@ async def test_flow_control_trusts_the_store_when_another_instance_did_the_work(
     backlog["n"] = 0  # the other instance caught up; nothing was reported here
     await asyncio.wait_for(waiting, 1.0)
     assert flow.waiting == 0
+
+
+def test_requesters_of_one_installation_share_a_batch(tmp_path, caplog):
+    """Cached requester rows are copied into each batch's session: attaching the rows
+    themselves made two colleagues (one shared installation) collide in a batch, which then
+    failed and fell back to one message at a time — silently slow, with a traceback a batch."""
+    from bot.pipeline import Pipeline
+    from store.models import Requester
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'c.db'}", f"dir:{tmp_path / 'out'}")
+    store = Store(settings.database_url)
+    prepare_store(store, settings)
+    pipeline = Pipeline(store, settings)
+    marc = "marc.gagnon.ccomtl@ssss.gouv.qc.ca"  # shares clsc-cote-des-neiges with SOPHIE
+
+    def mail(i: int, sender: str, days: int) -> Received:
+        raw = make_mail(complete_request(in_days(days)), sender=sender, subject=f"Demande {i}").as_bytes()
+        return Received(raw, sender, [BOT])
+
+    for i, who in enumerate((SOPHIE, marc)):  # each read once: both rows now cached
+        store_many(store, [mail(i, who, 5 + i)])
+        assert pipeline.process_pending(batch=4) == 1
+    # cached rows carry their installations (as a row first met as a request's requester does),
+    # each read in its own transaction: two copies of the shared installation
+    for who in (SOPHIE, marc):
+        with store.session() as s:
+            row = s.scalars(select(Requester).where(Requester.email == who)).one()
+            assert row.installations
+        pipeline._requesters[row.id] = (time.monotonic(), row)
+    store_many(store, [mail(2, SOPHIE, 5), mail(3, marc, 6), mail(4, SOPHIE, 8), mail(5, marc, 9)])
+    with caplog.at_level("WARNING", logger="biq.pipeline"):
+        assert pipeline.process_pending(batch=4) == 4
+    assert "batch failed" not in caplog.text
+    assert count(store, Request) == 6 and count(store, Outbox) == 6
+    store.dispose()
