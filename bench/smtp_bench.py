@@ -1,6 +1,7 @@
 """SMTP end to end: K concurrent clients send N realistic requests through a real socket into
 `biq-bot serve`; messages/second until every reply is committed to the outbox, and p50/p99
-latency from DATA to reply committed. The same clients against a bare aiosmtpd server that only
+latency from DATA to reply committed, and the CPU time the bot (serve and its workers) spent per
+message. The same clients against a bare aiosmtpd server that only
 answers 250 give the reference rate, and the ratio.
 
     python bench/smtp_bench.py [--messages 2000] [--clients 1,8,32] [--database-url URL]
@@ -65,6 +66,23 @@ def blast(ports: list[int], n: int, k: int, offset: int) -> tuple[float, dict[st
     return time.perf_counter() - t0, data_at
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes and their children (Linux)."""
+    total, seen, todo = 0.0, set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def bare_rate(n: int, k: int) -> float:
     from aiosmtpd.controller import Controller
 
@@ -118,7 +136,7 @@ def main() -> int:
     from store.models import InboundMessage, Outbox
 
     print(f"{'inst':>4} {'K':>3} {'messages':>8} {'bot msg/s':>10} {'bare msg/s':>11} {'ratio':>6} "
-          f"{'p50 ms':>8} {'p99 ms':>8}")
+          f"{'p50 ms':>8} {'p99 ms':>8} {'bot CPU ms/msg':>14}")
     offset = int(time.time()) % 100_000 * 1000  # fresh Message-IDs even in a reused database
     for instances in (int(x) for x in args.instances.split(",")):
         for k in (int(x) for x in args.clients.split(",")):
@@ -129,6 +147,8 @@ def main() -> int:
                 store = Store(url)
                 with store.session() as s:
                     before = s.scalar(select(func.count()).select_from(Outbox))
+                pids = [p.pid for p in procs]
+                cpu0 = cpu_seconds(pids)
                 t0 = time.perf_counter()
                 _, data_at = blast(ports, args.messages, k, offset)
                 while True:
@@ -140,6 +160,7 @@ def main() -> int:
                         break
                     time.sleep(0.02)
                 total = time.perf_counter() - t0
+                cpu = (cpu_seconds(pids) - cpu0) * 1000 / args.messages
                 with store.session() as s:
                     rows = s.execute(select(InboundMessage.message_id, func.min(Outbox.created_at))
                                      .join(Outbox, Outbox.inbound_id == InboundMessage.id)
@@ -157,7 +178,7 @@ def main() -> int:
             p50 = statistics.median(lat) if lat else float("nan")
             p99 = lat[int(0.99 * (len(lat) - 1))] if lat else float("nan")
             print(f"{instances:4d} {k:3d} {args.messages:8d} {rate:10.0f} {bare:11.0f} {rate / bare:6.2f} "
-                  f"{p50:8.1f} {p99:8.1f}", flush=True)
+                  f"{p50:8.1f} {p99:8.1f} {cpu:14.1f}", flush=True)
             offset += args.messages
     return 0
 

@@ -47,6 +47,8 @@ class InFlow:
         self.waiting = 0
         self._room = asyncio.Event()
         self._room.set()
+        self._recounting: asyncio.Future[int] | None = None
+        self._recounted_at = 0.0
 
     def stored(self, n: int = 1) -> None:
         self._set(self.waiting + n)
@@ -68,8 +70,12 @@ class InFlow:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._room.wait(), min(self.RECHECK, max(0.0, deadline - loop.time())))
             if not self._room.is_set() and self.recount is not None:
+                if self._recounting is None or loop.time() - self._recounted_at >= self.RECHECK:
+                    # one query per RECHECK for all the senders held, not one each
+                    self._recounting = asyncio.ensure_future(self.recount())
+                    self._recounted_at = loop.time()
                 try:
-                    self._set(await self.recount())
+                    self._set(await asyncio.shield(self._recounting))
                 except Exception:  # noqa: BLE001 - the store is busy or down: do not hold senders for it
                     return
 
