@@ -5,7 +5,7 @@ message. The same clients against a bare aiosmtpd server that only
 answers 250 give the reference rate, and the ratio.
 
     python bench/smtp_bench.py [--messages 2000] [--clients 1,8,32] [--database-url URL]
-                               [--instances 1,2] [--workers N] [--batch N]
+                               [--instances 1,2] [--workers N] [--batch N] [--flow-limit N]
 
 With --instances 2 (on PostgreSQL) two `biq-bot serve` share the store and the clients are
 spread over their two SMTP ports: the rate shows what the second instance adds.
@@ -110,6 +110,8 @@ def start_instances(url: str, count: int, tmp: Path, args: argparse.Namespace) -
         for name in ("workers", "batch"):
             if getattr(args, name) is not None:
                 env[f"BIQ_PIPELINE_{name.upper()}"] = str(getattr(args, name))
+        if args.flow_limit is not None:
+            env["BIQ_SMTP_FLOW_LIMIT"] = str(args.flow_limit)
         procs.append(subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], cwd=ROOT, env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for _ in range(300):  # one at a time: the first one migrates the schema
@@ -128,6 +130,7 @@ def main() -> int:
     ap.add_argument("--instances", default="1", help="e.g. 1,2: serve processes sharing the store (PostgreSQL)")
     ap.add_argument("--workers", type=int, default=None, help="pipeline worker processes per instance")
     ap.add_argument("--batch", type=int, default=None, help="messages per pipeline transaction")
+    ap.add_argument("--flow-limit", type=int, default=None, help="waiting messages before 250 is held back")
     ap.add_argument("--database-url", default="", help="default: a new SQLite file per run")
     args = ap.parse_args()
     from sqlalchemy import func, select

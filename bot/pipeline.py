@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, insert, inspect, select, update
 from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm.util import identity_key
 
 from parsers.directory import Directory
 from parsers.request import ParsedRequest, parse_email, parse_update
@@ -149,6 +150,9 @@ class Pipeline:
         rid = self._requester_id(s, email)
         if rid is None:
             return None
+        req = s.identity_map.get(identity_key(Requester, rid))  # already here for this batch
+        if req is not None:
+            return req if req.active and req.email == email else None
         at, cached = self._requesters.get(rid, (0.0, None))
         if cached is not None and time.monotonic() - at < REQUESTER_TTL and not inspect(cached).expired_attributes:
             req = s.merge(cached, load=False)
