@@ -30,6 +30,7 @@ from .metrics import FAILURES, REPLIES_OUT
 from .replies import OutgoingEmail, build_email
 
 log = logging.getLogger("biq.outbox")
+GATHER = 0.05  # seconds the sender waits after a wake-up for more replies to deliver together
 
 
 INSERT_OUTBOX = insert(Outbox.__table__)
@@ -264,4 +265,7 @@ class Sender:
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=self.settings.poll_interval)
             except TimeoutError:
-                pass
+                continue
+            # woken by new replies: let a few more batches' replies join this pass (one claim,
+            # one record, instead of a pass for every batch); a reply waits at most GATHER more
+            await asyncio.sleep(GATHER)
