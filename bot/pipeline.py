@@ -394,8 +394,11 @@ class Pipeline:
         if row is None:
             return Outcome("ignored", f"bounce for unknown outbox {outbox_id}")
         hard = mail.dsn_status.startswith("5") if mail.dsn_status else True
-        requester = s.scalar(select(Requester).where(Requester.email == row.to_addr))
+        # read afresh (a cached copy in this session may be a few seconds old): a count is updated
+        requester = s.scalar(select(Requester).where(Requester.email == row.to_addr)
+                             .execution_options(populate_existing=True))
         if requester is not None and hard:
+            self.forget_requester(requester.id)
             requester.bounces += 1
             if requester.bounces >= self.settings.hard_bounces_before_undeliverable and not requester.undeliverable:
                 requester.undeliverable = True

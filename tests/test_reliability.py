@@ -117,8 +117,11 @@ def test_hard_bounces_mark_an_address_undeliverable(db_url, tmp_path):
                   f"report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nfailed\r\n"
                   f"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
                   f"Final-Recipient: rfc822; {SOPHIE}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--B--\r\n").encode()
+        # a request from the same person first: her cached row, a bounce behind, joins the batch
+        store_inbound(store, make_mail(complete_request(in_days(20 + n))).as_bytes(), mail_from=SOPHIE,
+                      rcpt_to=[BOT])
         store_inbound(store, bounce, mail_from="", rcpt_to=[settings.verp_address(oid)])
-    pipeline.process_pending()
+        pipeline.process_pending()
     with store.session() as s:
         sophie = s.scalar(select(Requester).where(Requester.email == SOPHIE))
         assert sophie.bounces == 3 and sophie.undeliverable
