@@ -92,6 +92,7 @@ REQUEST_FIELDS = ("mode", "location", "source_language", "target_language", "int
 
 
 def request_as_dict(r) -> dict:  # noqa: ANN001 - store.models.Request
+    from store.models import request_ref
     return {
         "ref": r.ref, "status": r.status, "requester": r.requester.email,
         "appointments": [{"date": r.date.isoformat() if r.date else None,
@@ -106,7 +107,7 @@ def request_as_dict(r) -> dict:  # noqa: ANN001 - store.models.Request
         "preferred_interpreter": r.preferred_interpreter_id or r.preferred_interpreter_name,
         "notify_user": r.notify_user, "user_phone": r.user_phone, "reason": r.reason,
         "message_to_interpreter": r.message_to_interpreter, "notes_to_coordinator": r.notes_to_coordinator,
-        "series": f"BIQ-{r.series_id:06d}" if r.series_id else None,
+        "series": request_ref(r.series_id) if r.series_id else None,
         "late_cancellation": r.late_cancellation,
         "problems": json.loads(r.problems or "[]"),
     }
