@@ -80,8 +80,7 @@ def store_many(store: Store, messages: list[Received]) -> list[tuple[int, bool]]
     messages that share a Message-ID are both kept; the pipeline decides what the second one is.
     """
     results = []
-    with store.write_session() as s:
-        conn = s.connection()
+    with store.write_connection() as conn:
         insert_new = INSERT_NEW[store.engine.dialect.name]
         for m in messages:
             row = m.row()

@@ -127,8 +127,7 @@ class Sender:
     def _claim(self, limit: int) -> list:
         """Due rows, each leased to this sender (pushed `lease` seconds ahead) in one statement."""
         now = utcnow()
-        with self.store.write_session() as s:
-            c = s.connection()
+        with self.store.write_connection() as c:
             rows = c.execute(DUE, {"now": now, "n": limit}).all()
             if rows:
                 c.execute(LEASE, {"ids": [r.id for r in rows],
@@ -138,10 +137,10 @@ class Sender:
     def _finish(self, results: list[tuple[int, str | None, bool, int]]) -> None:
         """Record (outbox id, error or None, permanent, attempts) for several rows at once."""
         now = utcnow()
-        with self.store.write_session() as s:
+        with self.store.write_connection() as c:
             sent = [{"b_id": row_id, "at": now} for row_id, error, _, _ in results if error is None]
             if sent:
-                s.connection().execute(SENT, sent)
+                c.execute(SENT, sent)
             for row_id, error, permanent, attempts in results:
                 if error is None:
                     continue
@@ -151,7 +150,7 @@ class Sender:
                     delay = min(self.settings.outbound_backoff_seconds * 2 ** (attempts - 1),
                                 self.settings.outbound_backoff_max_seconds)
                     values = dict(next_attempt_at=now + timedelta(seconds=delay), last_error=error[:2000])
-                s.execute(update(Outbox).where(Outbox.id == row_id).values(**values))
+                c.execute(update(_OUT).where(_OUT.c.id == row_id).values(**values))
 
     async def deliver_due(self, limit: int = 50) -> int:
         """One pass over what is due. Files are written together and recorded in one transaction

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -100,6 +100,13 @@ class Store:
         """`session()` for the busy writers (intake, pipeline, sender): see `writer()`."""
         with self.writer(), self.session() as s:
             yield s
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """`write_session()` without the ORM, for writers that only run statements (intake,
+        sender): a Session's set-up and commit bookkeeping cost more than their INSERTs."""
+        with self.writer(), self.engine.begin() as conn:
+            yield conn
 
     @property
     def is_postgres(self) -> bool:

@@ -178,6 +178,38 @@ async def test_unknown_recipient_is_refused(bot):
         await send(bot.port, make_mail("x"), rcpt="someone-else@ssss.gouv.qc.ca")
 
 
+async def test_addresses_parsed_once_still_checked_every_time(bot):
+    """MAIL and RCPT addresses are parsed once per distinct address (BotSMTP): a malformed one
+    is refused on every attempt, a good one accepted, and the memo stays bounded."""
+    from bot.smtp_server import BotSMTP
+
+    BotSMTP._parsed.clear()
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=bot.port, timeout=20) as client:
+        for _ in range(2):
+            code, _ = await client.execute_command(b"MAIL", b"FROM:<<x>")
+            assert code == 553
+        for _ in range(2):
+            code, _ = await client.execute_command(b"MAIL", f"FROM:<{SOPHIE}>".encode())
+            assert code == 250
+            code, _ = await client.execute_command(b"RCPT", b"TO:<someone-else@ssss.gouv.qc.ca>")
+            assert code == 550
+            code, _ = await client.execute_command(b"RCPT", f"TO:<{BOT}>".encode())
+            assert code == 250
+            await client.rset()
+    assert ("<<x>", 0) in BotSMTP._parsed and len(BotSMTP._parsed) == 4
+    for i in range(BotSMTP._PARSED_MAX + 5):
+        _probe()._getaddr(f"<u{i}@example.org>")
+    assert len(BotSMTP._parsed) <= BotSMTP._PARSED_MAX
+
+
+def _probe():
+    """A BotSMTP without a connection, to call its address parser directly."""
+    from bot.smtp_server import BotSMTP
+    probe = BotSMTP.__new__(BotSMTP)
+    probe.local_part_limit = 0
+    return probe
+
+
 async def test_store_unavailable_answers_451_then_recovers(bot, sink, db_url):
     msg = make_mail(complete_request(in_days(20)))
     with _store_down(db_url):
