@@ -21,7 +21,7 @@ from store.models import Outbox, Request, Requester, request_ref
 
 from .config import Settings
 from .outbox import insert_outbox, queue_email
-from .replies import OutgoingEmail, make_environment, render
+from .replies import OutgoingEmail, make_environment, render, sample_context
 
 # Sent even to requesters who turned notifications off: they must act on these.
 ACTION_NEEDED = {"incomplete", "not_found", "unknown_sender", "link_code", "not_linked", "error"}
@@ -101,6 +101,13 @@ class Notifier:
             has_user_phone=bool(req.user_phone), duplicate_of=request_ref(req.duplicate_of) if req.duplicate_of else None,
             interpreter_name=assigned.name if assigned else "", late=req.late_cancellation,
         )
+
+    def warm_up(self, kinds: tuple[str, ...] = ("submitted", "incomplete")) -> None:
+        """Compile the replies most messages get (and the macros they import) before the first
+        message: compiling them took the first batch of a burst from 15 to 90 ms."""
+        for kind in kinds:
+            for lang in ("fr", "en"):
+                render(self.env, kind, lang, bot_name=self.settings.bot_name, **sample_context(kind))
 
     # ---- one reply to where a message came from -----------------------------------------------------
     def reply(self, s: Session, origin: Origin, kind: str, lang: str, req: Request | None, *, dedupe: str,

@@ -139,29 +139,32 @@ class Pipeline:
         self._requesters = {}
 
     def requester_by_email(self, s: Session, email: str) -> Requester | None:
-        """Active requester by address.
+        """Active requester by address, for reading (who they are, their installations).
 
         Rows are cached for REQUESTER_TTL seconds: a busy requester writes many messages in a row
         and loading the same row (and its installations) for each was a sixth of a message's
-        cost. The cached row stays detached; each session gets its own copy by `merge`, because
-        attaching the same row to a second session drags its installations along and collides
-        with the copies another requester brought in. A row a rolled-back session expired is read
-        again."""
+        cost. A cached row is used detached, as it is: copying it into each session (`merge`)
+        cost more than the lookup it saved, and attaching it to a second session drags its
+        installations along and collides with the copies another requester brought in. The rare
+        handler that changes the requester writes through `attached`. A row a rolled-back
+        session expired is read again."""
         rid = self._requester_id(s, email)
         if rid is None:
             return None
         req = s.identity_map.get(identity_key(Requester, rid))  # already here for this batch
-        if req is not None:
-            return req if req.active and req.email == email else None
-        at, cached = self._requesters.get(rid, (0.0, None))
-        if cached is not None and time.monotonic() - at < REQUESTER_TTL and not inspect(cached).expired_attributes:
-            req = s.merge(cached, load=False)
-        else:
-            req = s.get(Requester, rid)
-            if req is not None:
-                req.installations  # noqa: B018 - loaded now, so the cached copy carries them
-                self._requesters[rid] = (time.monotonic(), req)
+        if req is None:
+            at, req = self._requesters.get(rid, (0.0, None))
+            if req is None or time.monotonic() - at >= REQUESTER_TTL or inspect(req).expired_attributes:
+                req = s.get(Requester, rid)
+                if req is not None:
+                    req.installations  # noqa: B018 - loaded now, so the cached copy carries them
+                    self._requesters[rid] = (time.monotonic(), req)
         return req if req is not None and req.active and req.email == email else None
+
+    def attached(self, s: Session, requester: Requester) -> Requester:
+        """This session's own copy of *requester*, to change it (and drop the cached one)."""
+        self.forget_requester(requester.id)
+        return requester if requester in s else s.get(Requester, requester.id)
 
     def forget_requester(self, requester_id: int) -> None:
         """A change made to a requester: the next message reads the row again."""
@@ -544,8 +547,7 @@ class Pipeline:
         return Outcome("done", f"{action}: no request the sender may act on")
 
     def _notifications(self, s: Session, msg: Incoming, on: bool) -> Outcome:
-        msg.requester.notifications = on
-        self.forget_requester(msg.requester.id)
+        self.attached(s, msg.requester).notifications = on
         self._reply(s, msg, "notifications_changed", None, on=on)
         return Outcome("done", f"notifications turned {'on' if on else 'off'}")
 

@@ -146,7 +146,7 @@ def run_worker(k: int, n: int) -> int:
 
     pipeline.on_processed = report
     pipeline._directory_now()  # load the directory and templates before saying "ready"
-    pipeline.notifier.env.get_template("submitted.fr.j2")
+    pipeline.notifier.warm_up()
     report([])
     while True:
         try:
