@@ -64,6 +64,7 @@ WAITING_UNLOCKED = (select(_IN.c.id, _IN.c.channel, _IN.c.raw, _IN.c.rcpt_to, _I
 EARLIER_COPY = select(_IN.c.id).where(_IN.c.mid_key == bindparam("key"), _IN.c.id < bindparam("id")).limit(1)
 _RQ = Request.__table__
 INSERT_REQUEST = insert(_RQ)
+REQUEST_COLUMNS = [c.key for c in _RQ.columns if c.key != "id"]
 SAME_START = (select(_RQ.c.id).where(_RQ.c.requester_id == bindparam("requester"), _RQ.c.date == bindparam("date"),
                                      _RQ.c.start_time == bindparam("start"), _RQ.c.target_language == bindparam("lang"),
                                      _RQ.c.status.in_(ACTIVE)).order_by(_RQ.c.id).limit(1))
@@ -497,8 +498,9 @@ class Pipeline:
             problems = self._check(req, parsed)
             req.problems = json.dumps(problems)
             req.status = "incomplete" if problems else "submitted"
-            req.id = s.connection().execute(INSERT_REQUEST, {c.key: getattr(req, c.key) for c in _RQ.columns
-                                                             if c.key != "id"}).inserted_primary_key[0]
+            values = req.__dict__  # a new, transient row: what was set is here, the rest is None
+            req.id = s.connection().execute(INSERT_REQUEST, {k: values.get(k) for k in REQUEST_COLUMNS}
+                                            ).inserted_primary_key[0]
             if not created and len(parsed.appointments) > 1:
                 req.series_id = req.id
                 s.connection().execute(update(_RQ).where(_RQ.c.id == req.id).values(series_id=req.id))
