@@ -35,7 +35,7 @@ class Settings:
     poll_interval: float = 1.0
     pipeline_workers: int = 1  # processes that parse and process messages; 0 = inside the serve process
     pipeline_batch: int = 4  # messages processed per transaction
-    smtp_flow_limit: int = 4  # past this many messages waiting, the answer to DATA waits for the pipeline
+    smtp_flow_limit: int = 1  # past this many messages no worker has taken yet, the answer to DATA waits for the pipeline
     smtp_flow_max_delay: float = 10.0  # ... for at most this many seconds
     templates_dir: str = ""  # a folder whose templates override the built-in ones
     telegram_token: str = ""

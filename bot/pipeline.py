@@ -127,6 +127,7 @@ class Pipeline:
         self._requesters: dict[int, tuple[float, Requester]] = {}
         self.notifier = Notifier(settings, self.directory)
         self.on_processed: Callable[[list[tuple[str, float]]], None] = count_processed
+        self.on_taken: Callable[[int], None] = lambda n: None  # n messages taken (negative: done with)
 
     # ---- directory ------------------------------------------------------------------------------
     def directory(self, session: Session) -> Directory:
@@ -197,9 +198,11 @@ class Pipeline:
         while handled < limit:
             if self.store.is_postgres:
                 rows = self._waiting(min(batch, limit - handled), None, locked_ok=False)
+                self.on_taken(len(rows))
                 read = None
             else:
                 rows = self._waiting(min(batch, limit - handled), shard)
+                self.on_taken(len(rows))
                 read = {row.id: self.read(row) for row in rows}
             if not rows:
                 break
@@ -208,6 +211,8 @@ class Pipeline:
             except Exception:  # noqa: BLE001 - isolate the culprit below
                 log.warning("a batch failed; processing its messages one by one", exc_info=True)
                 n = sum(self._process_alone(row, read[row.id] if read else self.read(row)) for row in rows)
+            finally:
+                self.on_taken(-len(rows))
             handled += max(n, 1)  # a batch another worker claimed first still moves us on
         return handled
 

@@ -44,9 +44,10 @@ class Service:
         self.workers = None
         if self.settings.pipeline_workers > 0:
             from .workers import WorkerPool
-            self.workers = WorkerPool(self.settings, self.settings.pipeline_workers, self._processed)
+            self.workers = WorkerPool(self.settings, self.settings.pipeline_workers, self._processed, self.flow.taken)
             await self.workers.start()
         self.pipeline.on_processed = lambda outcomes: loop.call_soon_threadsafe(self._processed, outcomes)
+        self.pipeline.on_taken = lambda n: loop.call_soon_threadsafe(self.flow.taken, n)
         handler = IntakeHandler(self.store, self.settings, on_stored=self._stored, flow=self.flow)
         self.handler = handler
         host, port = self.settings.listen_host_port
@@ -88,10 +89,8 @@ class Service:
             self.work.set()
 
     def _processed(self, outcomes: list[tuple[str, float]]) -> None:
-        """The pipeline processed a batch: count it, let the sender deliver the replies, and let
-        the senders waiting on flow control in."""
+        """The pipeline processed a batch: count it and let the sender deliver the replies."""
         count_processed(outcomes)
-        self.flow.processed(len(outcomes))
         self.sender.wake.set()
 
     async def _work_loop(self) -> None:

@@ -28,13 +28,17 @@ class InFlow:
 
     Messages are stored before anything else, so a burst always gets in; but if they arrive
     faster than they are processed the queue only grows, and so does every message's wait.
-    Past `limit` stored-but-unprocessed messages, the `250` after DATA waits (at most
-    `max_delay`) until the pipeline catches up: senders then go at the pace replies are made,
-    and the time from a message to its reply stays short. Nothing is refused or lost.
+    Past `limit` stored messages that no worker has taken yet, the `250` after DATA waits (at
+    most `max_delay`) until the pipeline catches up: senders then go at the pace replies are
+    made, and the time from a message to its reply stays short. Nothing is refused or lost.
 
-    The count is kept from what this process stores and what its workers report; while it is
-    over the limit it is checked against the store (`recount`), since other instances' workers
-    may be the ones processing this instance's messages.
+    A message stops waiting when a worker *takes* it, not when its reply is written: senders are
+    let in while a batch is being processed, so the next batch is stored by the time the worker
+    is done (counting until the end left the worker idle a third of the time). `in_hand` is what
+    this process's workers hold. The count is kept from what this process stores and what its
+    workers report; while it is over the limit it is checked against the store (`recount`, the
+    messages not processed yet, less those in hand), since other instances' workers may be the
+    ones processing this instance's messages.
     """
 
     RECHECK = 0.05
@@ -45,6 +49,7 @@ class InFlow:
         self.max_delay = max_delay
         self.recount = recount
         self.waiting = 0
+        self.in_hand = 0
         self._room = asyncio.Event()
         self._room.set()
         self._recounting: asyncio.Future[int] | None = None
@@ -53,8 +58,11 @@ class InFlow:
     def stored(self, n: int = 1) -> None:
         self._set(self.waiting + n)
 
-    def processed(self, n: int) -> None:
-        self._set(self.waiting - n)
+    def taken(self, n: int) -> None:
+        """A worker took *n* messages (negative: it is done with them)."""
+        self.in_hand = max(0, self.in_hand + n)
+        if n > 0:
+            self._set(self.waiting - n)
 
     def _set(self, waiting: int) -> None:
         self.waiting = max(0, waiting)
@@ -75,7 +83,7 @@ class InFlow:
                     self._recounting = asyncio.ensure_future(self.recount())
                     self._recounted_at = loop.time()
                 try:
-                    self._set(await asyncio.shield(self._recounting))
+                    self._set(await asyncio.shield(self._recounting) - self.in_hand)
                 except Exception:  # noqa: BLE001 - the store is busy or down: do not hold senders for it
                     return
 

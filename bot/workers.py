@@ -9,8 +9,9 @@ two instances on one PostgreSQL, never process a message twice and a killed work
 
 The parent talks to each worker through its standard streams: the settings as one JSON line,
 then one byte per "something was stored" (`w`) or "the directory changed" (`r`). The worker
-answers one JSON line per processed batch (outcomes and latencies, for the parent's metrics and
-to wake the sender). When the parent goes away the worker's standard input closes and it stops;
+answers one JSON line per processed batch (a list: outcomes and latencies, for the parent's
+metrics and to wake the sender), and `{"taken": n}` when it takes n messages (negative when it
+is done with them), for the parent's flow control. When the parent goes away the worker's standard input closes and it stops;
 on Linux it is also killed with its parent (PR_SET_PDEATHSIG), so nothing runs on unwatched.
 """
 
@@ -38,10 +39,12 @@ RESTART_DELAY = 1.0
 class WorkerPool:
     """Starts the workers, wakes them, restarts one that dies, stops them with the service."""
 
-    def __init__(self, settings: Settings, count: int, on_report: Callable[[list[tuple[str, float]]], None]) -> None:
+    def __init__(self, settings: Settings, count: int, on_report: Callable[[list[tuple[str, float]]], None],
+                 on_taken: Callable[[int], None] = lambda n: None) -> None:
         self.settings = settings
         self.count = count
         self.on_report = on_report
+        self.on_taken = on_taken
         self.procs: list[asyncio.subprocess.Process | None] = [None] * count
         self.tasks: list[asyncio.Task] = []
         self.stopping = False
@@ -74,12 +77,19 @@ class WorkerPool:
             while line := await proc.stdout.readline():
                 self.ready[k].set()
                 try:
-                    outcomes = [(state, seconds) for state, seconds in json.loads(line)]
-                except (ValueError, TypeError):
+                    report = json.loads(line)
+                    if isinstance(report, dict):
+                        taken = int(report["taken"])
+                    else:
+                        outcomes = [(state, seconds) for state, seconds in report]
+                except (ValueError, TypeError, KeyError):
                     log.warning("worker %d wrote something that is not a report", k)
                     continue
                 try:
-                    self.on_report(outcomes)
+                    if isinstance(report, dict):
+                        self.on_taken(taken)
+                    else:
+                        self.on_report(outcomes)
                 except Exception:  # noqa: BLE001 - never stop reading a worker's reports
                     log.exception("handling a report of worker %d failed", k)
             code = await proc.wait()
@@ -144,7 +154,13 @@ def run_worker(k: int, n: int) -> int:
         out.write(json.dumps(outcomes) + "\n")
         out.flush()
 
+    def taken(n: int) -> None:
+        if n:
+            out.write(f'{{"taken": {n:d}}}\n')
+            out.flush()
+
     pipeline.on_processed = report
+    pipeline.on_taken = taken
     pipeline._directory_now()  # load the directory and templates before saying "ready"
     pipeline.notifier.warm_up()
     report([])

@@ -60,7 +60,9 @@ def test_two_worker_processes_share_the_queue_without_processing_twice(db_url, t
 
     def read_reports(k: int) -> None:
         for chunk in procs[k].stdout:
-            reported[k] += len(json.loads(chunk))
+            report = json.loads(chunk)
+            if isinstance(report, list):  # outcomes; {"taken": n} lines are for flow control
+                reported[k] += len(report)
 
     readers = [threading.Thread(target=read_reports, args=(k,), daemon=True) for k in range(2)]
     try:
@@ -130,8 +132,11 @@ async def test_flow_control_holds_senders_until_the_pipeline_catches_up():
     waiting = asyncio.create_task(flow.admit())
     await asyncio.sleep(0.2)
     assert not waiting.done()  # over the limit: the 250 waits
-    flow.processed(1)
+    flow.taken(1)  # a worker took one: the sender goes on while it is processed
     await asyncio.wait_for(waiting, 1.0)
+    assert (flow.waiting, flow.in_hand) == (2, 1)
+    flow.taken(-1)
+    assert (flow.waiting, flow.in_hand) == (2, 0)
     slow = InFlow(limit=1, max_delay=0.3)
     slow.stored(5)
     started = asyncio.get_running_loop().time()
@@ -219,6 +224,18 @@ async def test_flow_control_trusts_the_store_when_another_instance_did_the_work(
     backlog["n"] = 0  # the other instance caught up; nothing was reported here
     await asyncio.wait_for(waiting, 1.0)
     assert flow.waiting == 0
+    # the store counts what this instance's workers hold as not processed yet: not waiting
+    flow.stored(10)
+    flow.taken(4)
+    backlog["n"] = 10
+    held = asyncio.create_task(flow.admit())
+    await asyncio.sleep(0.2)
+    assert not held.done() and flow.waiting == 6  # 10 not processed, 4 of them in hand
+    flow.taken(-4)
+    backlog["n"] = 4  # those four were processed; four of the others taken elsewhere
+    flow.taken(0)
+    await asyncio.wait_for(held, 1.0)
+    assert flow.waiting == 4
 
 
 def test_requesters_of_one_installation_share_a_batch(tmp_path, caplog):
