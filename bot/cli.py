@@ -21,11 +21,13 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, Settings, load_settings
-from .logs import setup_logging
+from .logs import setup_logging, use_format
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(getattr(args, "config", None))
+    settings = load_settings(getattr(args, "config", None))
+    use_format(settings.log_format)
+    return settings
 
 
 def _store(settings: Settings):  # noqa: ANN202

@@ -21,17 +21,28 @@ def quiet_libraries() -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line (BIQ_LOG_FORMAT=json); the messages themselves carry no personal data."""
+    """One JSON object per line (`log_format = "json"`); the messages themselves carry no personal data."""
 
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
                            "message": record.getMessage()}, ensure_ascii=False)
 
 
-def setup_logging(verbose: bool) -> None:
+TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(verbose: bool, fmt: str | None = None) -> None:
+    """Log to standard error, as text or JSON (*fmt*, else BIQ_LOG_FORMAT, else text)."""
     handler = logging.StreamHandler()
-    if os.environ.get("BIQ_LOG_FORMAT", "").lower() == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.biq = True  # ours: `use_format` changes it, never a handler someone else installed
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    use_format(fmt or os.environ.get("BIQ_LOG_FORMAT", "text"))
+
+
+def use_format(fmt: str) -> None:
+    """Text or JSON lines. Applied again once the settings are read, since `log_format` may come
+    from the TOML file, which is read after logging has started."""
+    formatter = JsonFormatter() if fmt.lower() == "json" else logging.Formatter(TEXT)
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "biq", False):
+            handler.setFormatter(formatter)

@@ -144,7 +144,7 @@ def run_worker(k: int, n: int) -> int:
 
     _die_with_parent()
     settings = Settings(**json.loads(sys.stdin.buffer.readline()))
-    setup_logging(verbose=False)
+    setup_logging(verbose=False, fmt=settings.log_format)
     quiet_libraries()
     store = Store(settings.database_url)
     pipeline = Pipeline(store, settings)

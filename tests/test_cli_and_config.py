@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import date, time
@@ -112,6 +113,19 @@ def test_configuration_error_is_a_sentence_not_a_traceback(tmp_path):
                           env={"BIQ_OUTBOUND": "ftp://x", "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
     assert proc.returncode == 2
     assert "configuration error" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_log_format_from_the_configuration_file(tmp_path):
+    """`log_format = "json"` in the TOML file gives one JSON object per log line (it is read
+    after logging has started), without BIQ_LOG_FORMAT."""
+    cfg = tmp_path / "biq.toml"
+    cfg.write_text(f'database_url = "sqlite:///{tmp_path / "biq.db"}"\nlog_format = "json"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIQ_")}
+    proc = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(cfg), "init"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    assert any(r["logger"] == "biq.setup" and "directory loaded" in r["message"] for r in lines)
 
 
 SUMMARY = dict(ref="BIQ-000042", status="submitted", date=date(2026, 12, 3), start_time=time(13, 30), duration=90,
