@@ -133,7 +133,8 @@ class BotSMTP(SMTP):
 
     aiosmtpd parses each with the email package's header parser (and defines a class on every
     call): 0.1 ms per command, twice per message, for the same few addresses over and over. The
-    result depends only on the argument and the local-part limit, so it is kept (bounded)."""
+    result depends only on the argument and the local-part limit, so it is kept (bounded). An
+    address the parser trips over is answered as malformed."""
 
     _parsed: dict[tuple[str, int], tuple[str | None, str | None]] = {}
     _PARSED_MAX = 1024
@@ -142,7 +143,10 @@ class BotSMTP(SMTP):
         key = (arg, self.local_part_limit)
         found = self._parsed.get(key)
         if found is None:
-            found = super()._getaddr(arg)
+            try:
+                found = super()._getaddr(arg)
+            except Exception:  # noqa: BLE001 - the email parser trips on some (e.g. '<a@[b>'): malformed
+                found = (None, None)  # -> "553 malformed address", not "500 Error" and a traceback
             if len(self._parsed) >= self._PARSED_MAX:
                 self._parsed.clear()
             self._parsed[key] = found
