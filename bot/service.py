@@ -21,8 +21,11 @@ from .outbox import Sender
 from .pipeline import Pipeline, count_processed
 from .setup import prepare_store, waiting_count
 from .smtp_server import InFlow, IntakeHandler, make_smtp_server
+from .workers import WorkerPool, settle_memory
 
 log = logging.getLogger("biq.service")
+
+
 class Service:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
@@ -43,7 +46,6 @@ class Service:
         self.flow.stored(await asyncio.to_thread(waiting_count, self.store))
         self.workers = None
         if self.settings.pipeline_workers > 0:
-            from .workers import WorkerPool
             self.workers = WorkerPool(self.settings, self.settings.pipeline_workers, self._processed, self.flow.taken)
             await self.workers.start()
         self.pipeline.on_processed = lambda outcomes: loop.call_soon_threadsafe(self._processed, outcomes)
@@ -77,6 +79,7 @@ class Service:
             self.http = HttpEndpoint(self.settings.http_listen, self._healthy)
             await self.http.start()
         self.tasks = [asyncio.create_task(self._reminder_loop(), name="reminders"),
+                      asyncio.create_task(self._checkpoint_loop(), name="checkpoint"),
                       asyncio.create_task(self.sender.run(self.stop_event), name="sender")]
         if self.workers is None:
             self.tasks.append(asyncio.create_task(self._work_loop(), name="pipeline"))
@@ -130,6 +133,18 @@ class Service:
             except TimeoutError:
                 pass
 
+    async def _checkpoint_loop(self, every: float = 1.0) -> None:
+        """SQLite: checkpoint the write-ahead log in the background (see store.db)."""
+        while not self.stop_event.is_set() and not self.store.is_postgres:
+            try:
+                await asyncio.to_thread(self.store.checkpoint)
+            except Exception:  # noqa: BLE001 - e.g. the file is busy: next second
+                log.warning("checkpoint of the store failed; retrying", exc_info=True)
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), timeout=every)
+            except TimeoutError:
+                pass
+
     async def stop(self) -> None:
         if getattr(self, "http", None) is not None:
             await self.http.stop()
@@ -156,6 +171,7 @@ class Service:
 
     async def run_forever(self) -> None:
         await self.start()
+        settle_memory()
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

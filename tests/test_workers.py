@@ -124,6 +124,21 @@ def test_group_writer_commits_together_and_answers_each(tmp_path):
     unready.dispose()
 
 
+async def test_serve_checkpoints_the_sqlite_log_in_the_background(tmp_path):
+    """No commit pays for SQLite's checkpoint (it waited on an fsync): the automatic one only
+    comes after 10,000 pages of log, and `serve` copies the log into the database every second."""
+    db = tmp_path / "biq.db"
+    settings = make_settings(f"sqlite:///{db}", f"dir:{tmp_path / 'out'}", pipeline_workers=0)
+    async with running_bot(settings) as service:
+        with service.store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+        before = db.stat().st_size
+        bulky = [Received(_request(i, 5) + b"\n" + b"x" * 400_000, SOPHIE, [BOT]) for i in range(5)]
+        await asyncio.to_thread(store_many, service.store, bulky)  # 2 MB: ~500 pages, all in the log
+        await wait_for(lambda: db.stat().st_size > before + 2_000_000, timeout=10)
+    assert Store("postgresql://nobody@/none").checkpoint() is None  # nothing to do (and no connection)
+
+
 async def test_flow_control_holds_senders_until_the_pipeline_catches_up():
     flow = InFlow(limit=2, max_delay=5.0)
     flow.stored(2)
