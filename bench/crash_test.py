@@ -18,7 +18,6 @@ import smtplib
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import datetime, timedelta
@@ -29,6 +28,9 @@ from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import scratch  # noqa: E402
+
 TZ = ZoneInfo("America/Montreal")
 SENDERS = ["sophie.tremblay.ccomtl@ssss.gouv.qc.ca", "marc.gagnon.ccomtl@ssss.gouv.qc.ca",
            "julie.roy.ccomtl@ssss.gouv.qc.ca", "nathalie.bouchard.cnmtl@ssss.gouv.qc.ca",
@@ -113,7 +115,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     random.seed(args.seed)
-    tmp = Path(tempfile.mkdtemp(prefix="biq-crash-"))
+    tmp = scratch("biq-crash-")
     env = dict(os.environ, BIQ_DATABASE_URL=args.database_url or f"sqlite:///{tmp / 'biq.db'}",
                BIQ_SMTP_LISTEN=f"127.0.0.1:{free_port()}", BIQ_OUTBOUND=f"dir:{tmp / 'out'}",
                BIQ_BOT_ADDRESS="biq@ssss.gouv.qc.ca", BIQ_REPLIES_PER_SENDER_PER_HOUR="1000000",

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import scratch  # noqa: E402
 
 
 def main() -> int:
@@ -36,7 +37,7 @@ def main() -> int:
     from tests.dovecot import Dovecot
     from tests.test_email_loop import complete_request, in_days, make_mail
 
-    tmp = Path(tempfile.mkdtemp(prefix="biq-imap-bench-"))
+    tmp = scratch("biq-imap-bench-")
     url = args.database_url or f"sqlite:///{tmp / 'biq.db'}"
     dovecot = Dovecot(binary).start()
     try:
@@ -72,7 +73,6 @@ def main() -> int:
         store.dispose()
     finally:
         dovecot.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

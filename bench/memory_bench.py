@@ -10,13 +10,13 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import scratch  # noqa: E402
 from bench.smtp_bench import blast, free_port  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def main() -> int:
 
     from store.db import Store
     from store.models import InboundMessage
-    tmp = Path(tempfile.mkdtemp(prefix="biq-mem-"))
+    tmp = scratch("biq-mem-")
     url = f"sqlite:///{tmp / 'biq.db'}"
     port = free_port()
     env = dict(os.environ, BIQ_DATABASE_URL=url, BIQ_SMTP_LISTEN=f"127.0.0.1:{port}", BIQ_OUTBOUND=f"dir:{tmp / 'out'}",

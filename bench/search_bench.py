@@ -11,7 +11,6 @@ import argparse
 import random
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -19,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import scratch  # noqa: E402
 
 
 def fill(store, n: int) -> None:  # noqa: ANN001
@@ -67,7 +68,7 @@ def main() -> int:
     from store.db import Store
     from store.models import Request, Requester
 
-    tmp = Path(tempfile.mkdtemp(prefix="biq-search-"))
+    tmp = scratch("biq-search-")
     url = args.database_url or f"sqlite:///{tmp / 'biq.db'}"
     store = Store(url)
     settings = Settings(database_url=url)

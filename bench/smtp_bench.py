@@ -21,7 +21,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import datetime
@@ -30,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import scratch  # noqa: E402
 from bench.crash_test import SENDERS, message  # noqa: E402
 
 
@@ -145,7 +145,7 @@ def main() -> int:
     offset = int(time.time()) % 100_000 * 1000  # fresh Message-IDs even in a reused database
     for instances in (int(x) for x in args.instances.split(",")):
         for k in (int(x) for x in args.clients.split(",")):
-            tmp = Path(tempfile.mkdtemp(prefix="biq-smtp-bench-"))
+            tmp = scratch("biq-smtp-bench-")
             url = args.database_url or f"sqlite:///{tmp / 'biq.db'}"
             procs, ports = start_instances(url, instances, tmp, args)
             try:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,11 +98,19 @@ def test_two_instances_share_the_work_and_survive_a_kill(pg_database, tmp_path):
     ("imap_bench.py", ["--messages", "50"], "IMAP reader"),
 ])
 def test_bench_scripts_run_and_print_their_table(script, args, expect):
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
-    print(proc.stdout)
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    assert expect in proc.stdout
+    scratch = Path(tempfile.mkdtemp(prefix="bq"))  # short: Dovecot's socket paths have a length limit
+    scratch.chmod(0o755)  # and its unprivileged processes read their files below it
+    env = dict(os.environ, TMPDIR=str(scratch))
+    env.pop("BIQ_BENCH_KEEP", None)
+    try:
+        proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True,
+                              text=True, timeout=600, cwd=ROOT, env=env)
+        print(proc.stdout)
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+        assert expect in proc.stdout
+        assert not [p.name for p in scratch.glob("biq-*")], "a bench left its database or replies behind"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_smtp_bench_with_two_instances_on_postgresql(pg_database):
