@@ -62,6 +62,20 @@ def _drop_header_block(text: str) -> str:
     return "\n".join(lines[i:])
 
 
+ORGANISATION_PART = re.compile(r"\s[-\u2013\u2014|/]\s|[(\[<]")
+
+
+def personal_names(display_name: str) -> list[str]:
+    """The folded words (3+ letters) of a display name that name the person, not where they
+    work: 'Sophie Tremblay (CIUSSS NIM)', 'Sophie Tremblay - CCOMTL' and 'TREMBLAY Sophie CCOMTL'
+    give the person's names only. What follows a bracket or a spaced dash or bar is dropped,
+    and so are words in capitals unless nothing else is left (an organisation's acronym in a
+    message's own lines must not be taken for the start of the signature)."""
+    words = re.findall(r"[^\W\d_]{3,}", ORGANISATION_PART.split(display_name, 1)[0])
+    kept = [w for w in words if not w.isupper()] or words
+    return [fold(w) for w in kept]
+
+
 def strip_signature(text: str, sender_name: str = "") -> str:
     """Cut disclaimers, 'Sent from my iPhone', '-- ' blocks and the signature after a closing line."""
     t = fold(text)
@@ -81,7 +95,7 @@ def strip_signature(text: str, sender_name: str = "") -> str:
             return text[:m.end()].rstrip()
         break
     # No closing formula: a trailing block that starts with the sender's name.
-    names = [n for n in re.findall(r"[a-z]{3,}", fold(sender_name)) if n not in ("ccomtl", "cnmtl", "cemtl")]
+    names = personal_names(sender_name)
     if names:
         lines = t.split("\n")
         pos = 0

@@ -6,6 +6,7 @@ from datetime import date
 
 import pytest
 
+from parsers.quotes import personal_names, strip_signature
 from parsers.request import parse_text
 
 FRI = date(2026, 11, 20)  # a Friday, like the reference date
@@ -160,6 +161,16 @@ def test_interpreters(directory):
     assert p(directory, "Interprète espagnol le 8 décembre, nous aimerions avoir Carlos Ramirez.")["preferred_interpreter"] == "int-016"
     assert p(directory, "Interprète turc le 8 décembre. La patiente aimerait avoir Ayşe Demir.")["preferred_interpreter"] == "Ayşe Demir"
     assert p(directory, "Interprète arabe le 8 décembre.\nNadia Haddad", sender_name="Haddad, Nadia")["preferred_interpreter"] is None
+
+
+def test_signature_found_by_the_senders_name_not_by_their_organisation():
+    body = ("Bonjour,\nInterprète arabe le 8 décembre à 10 h.\nCIUSSS NIM salle 4\nDurée 1 h.\n"
+            "Sophie Tremblay\nTravailleuse sociale")
+    assert strip_signature(body, "Sophie Tremblay (CIUSSS NIM)").endswith("Durée 1 h.")
+    assert personal_names("Sophie Tremblay - CCOMTL") == ["sophie", "tremblay"]
+    assert personal_names("TREMBLAY Sophie CCOMTL") == ["sophie"]
+    assert personal_names("HÉLÈNE CÔTÉ") == ["helene", "cote"]
+    assert personal_names("Haddad, Nadia") == ["haddad", "nadia"]
 
 
 def test_phone_of_the_user_not_of_the_sender(directory):
