@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import scratch  # noqa: E402
-from bench.smtp_bench import blast, free_port  # noqa: E402
+from bench.smtp_bench import blast, free_port, prepare  # noqa: E402
 
 
 def workers_rss_mb(pid: int) -> float:
@@ -63,7 +63,7 @@ def main() -> int:
     try:
         time.sleep(4)
         idle, idle_workers = rss_mb(proc.pid), workers_rss_mb(proc.pid)
-        blast([port], args.messages, args.clients, 50_000_000)
+        blast([port], prepare(args.messages, 50_000_000), args.clients)
         store = Store(url)
         while True:
             with store.session() as s:
