@@ -70,9 +70,9 @@ SAME_START = (select(_RQ.c.id).where(_RQ.c.requester_id == bindparam("requester"
                                      _RQ.c.status.in_(ACTIVE)).order_by(_RQ.c.id).limit(1))
 
 
-def count_processed(outcomes: list[tuple[str, float]]) -> None:
-    """Metrics for processed messages: (state, seconds since intake) each."""
-    for state, seconds in outcomes:
+def count_processed(outcomes: list[tuple[str, float, int]]) -> None:
+    """Metrics for processed messages: (state, seconds since intake, inbound id) each."""
+    for state, seconds, _ in outcomes:
         PROCESSED.labels(state).inc()
         LATENCY.observe(seconds)
 
@@ -126,7 +126,7 @@ class Pipeline:
         self._ids_at = 0.0
         self._requesters: dict[int, tuple[float, Requester]] = {}
         self.notifier = Notifier(settings, self.directory)
-        self.on_processed: Callable[[list[tuple[str, float]]], None] = count_processed
+        self.on_processed: Callable[[list[tuple[str, float, int]]], None] = count_processed
         self.on_taken: Callable[[int], None] = lambda n: None  # n messages taken (negative: done with)
 
     # ---- directory ------------------------------------------------------------------------------
@@ -264,7 +264,8 @@ class Pipeline:
         now = utcnow()
         for row, outcome in outcomes:
             log.info("inbound %d (%s): %s", row.id, outcome.state, outcome.summary)
-        self.on_processed([(o.state, max(0.0, (now - _aware(row.received_at)).total_seconds())) for row, o in outcomes])
+        self.on_processed([(o.state, max(0.0, (now - _aware(row.received_at)).total_seconds()), row.id)
+                           for row, o in outcomes])
         return len(outcomes)
 
     def _process_alone(self, row, read: object) -> int:  # noqa: ANN001

@@ -19,7 +19,7 @@ from .config import Settings
 from .logs import quiet_libraries
 from .outbox import Sender
 from .pipeline import Pipeline, count_processed
-from .setup import prepare_store, waiting_count
+from .setup import prepare_store, processed_among, waiting_count
 from .smtp_server import InFlow, IntakeHandler, make_smtp_server
 from .workers import WorkerPool, settle_memory
 
@@ -42,7 +42,8 @@ class Service:
         await asyncio.to_thread(prepare_store, self.store, self.settings)
         loop = asyncio.get_running_loop()
         self.flow = InFlow(self.settings.smtp_flow_limit, self.settings.smtp_flow_max_delay,
-                           recount=lambda: asyncio.to_thread(waiting_count, self.store))
+                           recount=lambda: asyncio.to_thread(waiting_count, self.store),
+                           done_among=lambda ids: asyncio.to_thread(processed_among, self.store, ids))
         self.flow.stored(await asyncio.to_thread(waiting_count, self.store))
         self.workers = None
         if self.settings.pipeline_workers > 0:
@@ -91,9 +92,11 @@ class Service:
         else:
             self.work.set()
 
-    def _processed(self, outcomes: list[tuple[str, float]]) -> None:
-        """The pipeline processed a batch: count it and let the sender deliver the replies."""
+    def _processed(self, outcomes: list[tuple[str, float, int]]) -> None:
+        """The pipeline processed a batch: count it, let the senders held for these messages go
+        on and let the sender deliver the replies."""
         count_processed(outcomes)
+        self.flow.processed([inbound_id for _, _, inbound_id in outcomes])
         self.sender.wake.set()
 
     async def _work_loop(self) -> None:

@@ -30,3 +30,12 @@ def waiting_count(store: Store) -> int:
     from store.models import InboundMessage
     with store.session() as s:
         return s.scalar(select(func.count()).select_from(InboundMessage).where(InboundMessage.state == "new")) or 0
+
+
+def processed_among(store: Store, ids: list[int]) -> list[int]:
+    """Those of *ids* that are processed (whichever instance did it): flow control's check."""
+    from sqlalchemy import select
+
+    from store.models import InboundMessage
+    with store.session() as s:
+        return list(s.scalars(select(InboundMessage.id).where(InboundMessage.id.in_(ids), InboundMessage.state != "new")))

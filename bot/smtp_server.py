@@ -8,8 +8,8 @@ accepted as recipients, and SIZE is enforced by aiosmtpd (`552` above the limit)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -28,64 +28,102 @@ class InFlow:
 
     Messages are stored before anything else, so a burst always gets in; but if they arrive
     faster than they are processed the queue only grows, and so does every message's wait.
-    Past `limit` stored messages that no worker has taken yet, the `250` after DATA waits (at
-    most `max_delay`) until the pipeline catches up: senders then go at the pace replies are
-    made, and the time from a message to its reply stays short. Nothing is refused or lost.
+    A message stored past `limit` messages that no worker has taken yet has its `250` wait (at
+    most `max_delay`) until **that message** has been processed. Each sender then has one
+    message in the pipeline at a time and goes at the pace replies are made, so the time from a
+    message to its reply stays short (K senders, K messages in flight). Nothing is refused or
+    lost: the message is already stored.
 
-    A message stops waiting when a worker *takes* it, not when its reply is written: senders are
-    let in while a batch is being processed, so the next batch is stored by the time the worker
-    is done (counting until the end left the worker idle a third of the time). `in_hand` is what
-    this process's workers hold. The count is kept from what this process stores and what its
-    workers report; while it is over the limit it is checked against the store (`recount`, the
-    messages not processed yet, less those in hand), since other instances' workers may be the
-    ones processing this instance's messages.
+    Why its own message: releasing the senders when the *count* fell back under the limit let
+    them all go at once, with a second message each while the first was still being processed
+    (p99 107-115 ms at K = 8 against 79-87 ms; the same throughput, measured in pairs).
+
+    The workers report the ids they processed (`processed`). A report can come before the
+    session waits (a worker may take the message as soon as it is committed), so ids nobody
+    waits for are kept a while. While senders are held, the store is asked every `RECHECK`,
+    once for all of them, which of their messages are processed (`done_among`: another
+    instance's workers may have done it) and how many wait (`recount`, less what this
+    process's workers hold), so that the count does not drift.
     """
 
-    RECHECK = 0.05
+    RECHECK = 0.1
+    KEEP_EARLY = 4096
 
     def __init__(self, limit: int, max_delay: float,
-                 recount: Callable[[], Awaitable[int]] | None = None) -> None:
+                 recount: Callable[[], Awaitable[int]] | None = None,
+                 done_among: Callable[[list[int]], Awaitable[list[int]]] | None = None) -> None:
         self.limit = limit
         self.max_delay = max_delay
         self.recount = recount
+        self.done_among = done_among
         self.waiting = 0
         self.in_hand = 0
-        self._room = asyncio.Event()
-        self._room.set()
-        self._recounting: asyncio.Future[int] | None = None
-        self._recounted_at = 0.0
+        self._held: dict[int, asyncio.Future[None]] = {}
+        self._early: OrderedDict[int, bool] = OrderedDict()
+        self._checking: asyncio.Future[None] | None = None
+        self._checked_at = 0.0
+
+    @property
+    def behind(self) -> bool:
+        return bool(self.limit) and self.waiting > self.limit
 
     def stored(self, n: int = 1) -> None:
-        self._set(self.waiting + n)
+        self.waiting += n
 
     def taken(self, n: int) -> None:
         """A worker took *n* messages (negative: it is done with them)."""
         self.in_hand = max(0, self.in_hand + n)
         if n > 0:
-            self._set(self.waiting - n)
+            self.waiting = max(0, self.waiting - n)
 
-    def _set(self, waiting: int) -> None:
-        self.waiting = max(0, waiting)
-        if not self.limit or self.waiting <= self.limit:
-            self._room.set()
-        else:
-            self._room.clear()
+    def processed(self, ids: list[int]) -> None:
+        """These messages are processed: let their senders go."""
+        for i in ids:
+            fut = self._held.pop(i, None)
+            if fut is None:
+                self._early[i] = True
+                if len(self._early) > self.KEEP_EARLY:
+                    self._early.popitem(last=False)
+            elif not fut.done():
+                fut.set_result(None)
 
-    async def admit(self) -> None:
+    async def admit(self, inbound_id: int) -> None:
+        """Return when the sender of *inbound_id* may have its `250`."""
+        if not self.behind or self._early.pop(inbound_id, False):
+            return
         loop = asyncio.get_running_loop()
+        fut = self._held[inbound_id] = loop.create_future()
         deadline = loop.time() + self.max_delay
-        while not self._room.is_set() and loop.time() < deadline:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), min(self.RECHECK, max(0.0, deadline - loop.time())))
-            if not self._room.is_set() and self.recount is not None:
-                if self._recounting is None or loop.time() - self._recounted_at >= self.RECHECK:
-                    # one query per RECHECK for all the senders held, not one each
-                    self._recounting = asyncio.ensure_future(self.recount())
-                    self._recounted_at = loop.time()
-                try:
-                    self._set(await asyncio.shield(self._recounting) - self.in_hand)
-                except Exception:  # noqa: BLE001 - the store is busy or down: do not hold senders for it
+        try:
+            while not fut.done():
+                left = deadline - loop.time()
+                if left <= 0:
                     return
+                await asyncio.wait({fut}, timeout=min(self.RECHECK, left))
+                if not fut.done() and not await self._ask_store():
+                    return  # the store is busy or down: do not hold senders for it
+        finally:
+            self._held.pop(inbound_id, None)
+
+    async def _ask_store(self) -> bool:
+        if self.done_among is None and self.recount is None:
+            return True
+        loop = asyncio.get_running_loop()
+        if self._checking is None or (self._checking.done() and loop.time() - self._checked_at >= self.RECHECK):
+            self._checking = asyncio.ensure_future(self._check())  # one query for all the senders held
+            self._checked_at = loop.time()
+        try:
+            await asyncio.shield(self._checking)
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    async def _check(self) -> None:
+        if self.done_among is not None and self._held:
+            done = await self.done_among(list(self._held))
+            self.processed([i for i in done if i in self._held])
+        if self.recount is not None:
+            self.waiting = max(0, await self.recount() - self.in_hand)
 
 
 class IntakeHandler:
@@ -124,7 +162,7 @@ class IntakeHandler:
             MESSAGES_IN.labels("smtp").inc()
             self.flow.stored()
             self.on_stored()
-            await self.flow.admit()
+            await self.flow.admit(inbound_id)
         return f"250 2.0.0 Message accepted for delivery <inbound {inbound_id}>"
 
 

@@ -9,8 +9,8 @@ two instances on one PostgreSQL, never process a message twice and a killed work
 
 The parent talks to each worker through its standard streams: the settings as one JSON line,
 then one byte per "something was stored" (`w`) or "the directory changed" (`r`). The worker
-answers one JSON line per processed batch (a list: outcomes and latencies, for the parent's
-metrics and to wake the sender), and `{"taken": n}` when it takes n messages (negative when it
+answers one JSON line per processed batch (a list of [outcome, seconds since intake, inbound
+id], for the parent's metrics and flow control and to wake the sender), and `{"taken": n}` when it takes n messages (negative when it
 is done with them), for the parent's flow control. When the parent goes away the worker's standard input closes and it stops;
 on Linux it is also killed with its parent (PR_SET_PDEATHSIG), so nothing runs on unwatched.
 """
@@ -40,7 +40,7 @@ RESTART_DELAY = 1.0
 class WorkerPool:
     """Starts the workers, wakes them, restarts one that dies, stops them with the service."""
 
-    def __init__(self, settings: Settings, count: int, on_report: Callable[[list[tuple[str, float]]], None],
+    def __init__(self, settings: Settings, count: int, on_report: Callable[[list[tuple[str, float, int]]], None],
                  on_taken: Callable[[int], None] = lambda n: None) -> None:
         self.settings = settings
         self.count = count
@@ -82,7 +82,7 @@ class WorkerPool:
                     if isinstance(report, dict):
                         taken = int(report["taken"])
                     else:
-                        outcomes = [(state, seconds) for state, seconds in report]
+                        outcomes = [(str(state), float(seconds), int(i)) for state, seconds, i in report]
                 except (ValueError, TypeError, KeyError):
                     log.warning("worker %d wrote something that is not a report", k)
                     continue
@@ -160,7 +160,7 @@ def run_worker(k: int, n: int) -> int:
     pipeline = Pipeline(store, settings)
     out = sys.stdout
 
-    def report(outcomes: list[tuple[str, float]]) -> None:
+    def report(outcomes: list[tuple[str, float, int]]) -> None:
         out.write(json.dumps(outcomes) + "\n")
         out.flush()
 

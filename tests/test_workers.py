@@ -57,12 +57,14 @@ def test_two_worker_processes_share_the_queue_without_processing_twice(db_url, t
     procs = [subprocess.Popen([sys.executable, "-m", "bot.workers", "0", "1"], cwd=ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(2)]
     reported = [0, 0]
+    reported_ids: list[int] = []
 
     def read_reports(k: int) -> None:
         for chunk in procs[k].stdout:
             report = json.loads(chunk)
             if isinstance(report, list):  # outcomes; {"taken": n} lines are for flow control
                 reported[k] += len(report)
+                reported_ids.extend(inbound_id for _, _, inbound_id in report)
 
     readers = [threading.Thread(target=read_reports, args=(k,), daemon=True) for k in range(2)]
     try:
@@ -78,6 +80,8 @@ def test_two_worker_processes_share_the_queue_without_processing_twice(db_url, t
             p.stdin.close()
             p.wait(timeout=30)
     assert sum(reported) == n  # together they account for every message, once
+    with store.session() as s:
+        assert sorted(reported_ids) == sorted(s.scalars(select(InboundMessage.id)))  # by id, for flow control
     assert sorted(_requests_per_inbound(store)) == [1] * n
     assert sorted(_replies_per_inbound(store)) == [1] * n
     with store.session() as s:
@@ -139,24 +143,44 @@ async def test_serve_checkpoints_the_sqlite_log_in_the_background(tmp_path):
     assert Store("postgresql://nobody@/none").checkpoint() is None  # nothing to do (and no connection)
 
 
-async def test_flow_control_holds_senders_until_the_pipeline_catches_up():
+async def test_flow_control_holds_a_sender_until_its_own_message_is_processed():
     flow = InFlow(limit=2, max_delay=5.0)
     flow.stored(2)
-    await asyncio.wait_for(flow.admit(), 0.5)  # at the limit: straight in
+    await asyncio.wait_for(flow.admit(1), 0.5)  # at the limit: straight in
     flow.stored()
-    waiting = asyncio.create_task(flow.admit())
+    held = asyncio.create_task(flow.admit(3))
     await asyncio.sleep(0.2)
-    assert not waiting.done()  # over the limit: the 250 waits
-    flow.taken(1)  # a worker took one: the sender goes on while it is processed
-    await asyncio.wait_for(waiting, 1.0)
-    assert (flow.waiting, flow.in_hand) == (2, 1)
-    flow.taken(-1)
-    assert (flow.waiting, flow.in_hand) == (2, 0)
+    assert not held.done()  # over the limit: the 250 waits
+    flow.taken(3)  # taken, not processed yet: still waiting
+    flow.processed([1, 2])  # the others' messages
+    await asyncio.sleep(0.2)
+    assert not held.done()
+    flow.processed([3])
+    await asyncio.wait_for(held, 1.0)
+    assert (flow.waiting, flow.in_hand) == (0, 3)
+    flow.taken(-3)
+    assert (flow.waiting, flow.in_hand) == (0, 0)
+    flow.stored(5)
+    flow.processed([9])  # a worker can report a message before its session waits for it
+    await asyncio.wait_for(flow.admit(9), 0.5)
     slow = InFlow(limit=1, max_delay=0.3)
     slow.stored(5)
     started = asyncio.get_running_loop().time()
-    await slow.admit()  # never stuck: at most max_delay
+    await slow.admit(7)  # never stuck: at most max_delay
     assert 0.25 <= asyncio.get_running_loop().time() - started < 2.0
+
+
+async def test_serve_tells_flow_control_which_messages_its_workers_processed(tmp_path):
+    """The ids go from the worker process to the SMTP side: without them every held sender
+    would wait for the store's check instead of its report."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'f.db'}", f"dir:{tmp_path / 'out'}", pipeline_workers=1)
+    async with running_bot(settings) as service:
+        for i in range(3):
+            await send(service.port, _request(i, 4 + i))
+        with service.store.session() as s:
+            ids = set(s.scalars(select(InboundMessage.id)))
+        await wait_for(lambda: ids <= set(service.flow._early), timeout=20)
+    assert len(ids) == 3
 
 
 async def test_sender_writes_a_pass_of_files_and_records_them_at_once(tmp_path):
@@ -223,34 +247,45 @@ def test_a_requester_added_while_running_is_known_without_a_restart(tmp_path, mo
     store.dispose()
 
 
-async def test_flow_control_trusts_the_store_when_another_instance_did_the_work():
-    """Its own count says 'behind' (another instance's workers processed these messages and
-    reported there): the store's backlog, checked while waiting, lets the sender in at once."""
+async def test_flow_control_asks_the_store_when_another_instance_did_the_work():
+    """This instance's workers report nothing about messages another instance processed: the
+    store, asked once per check for every sender held, lets each go when its message is done,
+    and its backlog keeps the count from drifting."""
+    done: set[int] = set()
     backlog = {"n": 30}
+    asked: list[list[int]] = []
 
     async def recount() -> int:
         return backlog["n"]
 
-    flow = InFlow(limit=4, max_delay=5.0, recount=recount)
+    async def done_among(ids: list[int]) -> list[int]:
+        asked.append(sorted(ids))
+        return [i for i in ids if i in done]
+
+    flow = InFlow(limit=4, max_delay=5.0, recount=recount, done_among=done_among)
     flow.stored(30)
-    waiting = asyncio.create_task(flow.admit())
-    await asyncio.sleep(0.3)
-    assert not waiting.done()  # really behind: held
-    backlog["n"] = 0  # the other instance caught up; nothing was reported here
-    await asyncio.wait_for(waiting, 1.0)
-    assert flow.waiting == 0
-    # the store counts what this instance's workers hold as not processed yet: not waiting
-    flow.stored(10)
-    flow.taken(4)
+    first = asyncio.create_task(flow.admit(101))
+    second = asyncio.create_task(flow.admit(102))
+    await asyncio.sleep(0.35)
+    assert not first.done() and not second.done()  # really behind: held
+    assert asked and all(ids == [101, 102] for ids in asked) and len(asked) <= 5  # one query for both
+    done.add(101)
+    backlog["n"] = 29
+    await asyncio.wait_for(first, 1.0)
+    assert not second.done() and flow.waiting == 29
+    flow.taken(4)  # this instance's worker holds four: the store counts them, they are not waiting
     backlog["n"] = 10
-    held = asyncio.create_task(flow.admit())
-    await asyncio.sleep(0.2)
-    assert not held.done() and flow.waiting == 6  # 10 not processed, 4 of them in hand
-    flow.taken(-4)
-    backlog["n"] = 4  # those four were processed; four of the others taken elsewhere
-    flow.taken(0)
-    await asyncio.wait_for(held, 1.0)
-    assert flow.waiting == 4
+    await asyncio.sleep(0.3)
+    assert flow.waiting == 6
+    done.add(102)
+    await asyncio.wait_for(second, 1.0)
+
+    async def broken(ids: list[int]) -> list[int]:
+        raise OSError("store down")
+
+    failing = InFlow(limit=1, max_delay=5.0, done_among=broken)
+    failing.stored(3)
+    await asyncio.wait_for(failing.admit(5), 1.0)  # a broken store does not hold senders
 
 
 def test_requesters_of_one_installation_share_a_batch(tmp_path, caplog):
