@@ -27,6 +27,7 @@ from parsers.request import ParsedRequest, parse_email, parse_update
 from store.db import Store, utcnow
 from store.directory_sync import directory_from_store
 from store.models import InboundMessage, Outbox, Request, Requester
+from store.pg_notify import notify_processed
 
 from . import rules, workflow
 from .config import Settings
@@ -259,6 +260,8 @@ class Pipeline:
             if outcomes:
                 now = utcnow()
                 s.flush()
+                if self.store.is_postgres:  # other instances may hold these messages' senders
+                    notify_processed(s.connection(), [row.id for row, _ in outcomes])
                 s.connection().execute(FINISH, [{"b_id": row.id, "b_state": o.state, "b_outcome": o.summary[:2000],
                                                  "b_at": now} for row, o in outcomes])
         now = utcnow()

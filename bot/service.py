@@ -9,11 +9,13 @@ this process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
 
 from store.db import Store
+from store.pg_notify import listen_processed
 
 from .config import Settings
 from .logs import quiet_libraries
@@ -79,6 +81,10 @@ class Service:
             from .metrics import HttpEndpoint
             self.http = HttpEndpoint(self.settings.http_listen, self._healthy)
             await self.http.start()
+        self.listener = None
+        if self.store.is_postgres:  # other instances' workers name the messages they processed
+            conninfo = self.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self.listener = asyncio.create_task(listen_processed(conninfo, self.flow.processed), name="processed")
         self.tasks = [asyncio.create_task(self._reminder_loop(), name="reminders"),
                       asyncio.create_task(self._checkpoint_loop(), name="checkpoint"),
                       asyncio.create_task(self.sender.run(self.stop_event), name="sender")]
@@ -166,6 +172,10 @@ class Service:
             await asyncio.to_thread(self.handler.writer.close)
         if getattr(self, "workers", None) is not None:
             await self.workers.stop()
+        if getattr(self, "listener", None) is not None:
+            self.listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.listener
         for t in self.tasks:
             try:
                 await asyncio.wait_for(t, timeout=10)

@@ -40,13 +40,16 @@ class InFlow:
 
     The workers report the ids they processed (`processed`). A report can come before the
     session waits (a worker may take the message as soon as it is committed), so ids nobody
-    waits for are kept a while. While senders are held, the store is asked every `RECHECK`,
-    once for all of them, which of their messages are processed (`done_among`: another
-    instance's workers may have done it) and how many wait (`recount`, less what this
-    process's workers hold), so that the count does not drift.
+    waits for are kept a while. With several instances on PostgreSQL, another instance's
+    workers process about half of the messages: every instance hears of them through
+    PostgreSQL's NOTIFY (`store.pg_notify`). As a safety net (a notification missed while
+    reconnecting), while senders are held the store is asked every `RECHECK`, once for all of
+    them, which of their messages are processed (`done_among`), and every `RECOUNT` how many
+    wait (`recount`, less what this process's workers hold), so that the count does not drift.
     """
 
-    RECHECK = 0.1
+    RECHECK = 0.1  # a look-up by primary key for the senders held (a safety net on PostgreSQL, see below)
+    RECOUNT = 0.5  # the backlog count, which only keeps the count from drifting
     KEEP_EARLY = 4096
 
     def __init__(self, limit: int, max_delay: float,
@@ -62,6 +65,7 @@ class InFlow:
         self._early: OrderedDict[int, bool] = OrderedDict()
         self._checking: asyncio.Future[None] | None = None
         self._checked_at = 0.0
+        self._recounted_at = 0.0
 
     @property
     def behind(self) -> bool:
@@ -122,7 +126,9 @@ class InFlow:
         if self.done_among is not None and self._held:
             done = await self.done_among(list(self._held))
             self.processed([i for i in done if i in self._held])
-        if self.recount is not None:
+        loop = asyncio.get_running_loop()
+        if self.recount is not None and loop.time() - self._recounted_at >= self.RECOUNT:
+            self._recounted_at = loop.time()
             self.waiting = max(0, await self.recount() - self.in_hand)
 
 
