@@ -34,7 +34,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, busy_timeout: float = 15.0) -> Engine:
+def make_engine(url: str, busy_timeout: float = 15.0, durable: bool = True) -> Engine:
+    """On SQLite, *durable* commits reach the disk before they return (`synchronous=FULL`: a
+    `250` or a delivered reply survives a power cut). Without it (`NORMAL`) a commit reaches the
+    disk with the next durable commit or checkpoint: for a pipeline worker, whose commits
+    nothing outside sees before `serve` commits again (durably), fsyncing the same log file."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
@@ -46,7 +50,7 @@ def make_engine(url: str, busy_timeout: float = 15.0) -> Engine:
         def _sqlite_pragmas(conn, _record):  # noqa: ANN001
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             cur.execute("PRAGMA mmap_size=268435456")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
@@ -73,9 +77,9 @@ def migrate(engine: Engine) -> None:
 class Store:
     """The database handle the bot passes around: an engine and a session factory."""
 
-    def __init__(self, url: str, busy_timeout: float = 15.0) -> None:
+    def __init__(self, url: str, busy_timeout: float = 15.0, durable: bool = True) -> None:
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url, busy_timeout)
+        self.engine = make_engine(self.url, busy_timeout, durable)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writers = threading.Lock()
         self._lock_file = None

@@ -365,3 +365,18 @@ async def test_on_postgresql_every_instance_hears_which_messages_were_processed(
                 if 424243 in service.flow._early:
                     break
         assert {424242, 424243} <= set(service.flow._early)
+
+
+def test_sqlite_commits_reach_the_disk_before_anything_outside_sees_them(tmp_path):
+    """`250`, a reply's delivery and an IMAP move all follow a commit of `serve`, which waits
+    for the disk (FULL); a worker's commits ride on the next such fsync of the same log (NORMAL)."""
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    serve, worker = Store(url), Store(url, durable=False)
+    try:
+        with serve.engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        with worker.engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    finally:
+        serve.dispose()
+        worker.dispose()
