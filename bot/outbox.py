@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -34,18 +35,27 @@ GATHER = 0.05  # seconds the sender waits after a wake-up for more replies to de
 
 
 INSERT_OUTBOX = insert(Outbox.__table__)
-REPLIES_SINCE = select(func.count(Outbox.id)).where(Outbox.to_addr == bindparam("to"),
-                                                    Outbox.created_at >= bindparam("since"))
+REPLIES_SINCE = (select(Outbox.to_addr, func.count(Outbox.id))
+                 .where(Outbox.to_addr.in_(bindparam("to", expanding=True)), Outbox.created_at >= bindparam("since"))
+                 .group_by(Outbox.to_addr))
 
 
 def replies_last_hour(session: Session, to: str) -> int:
     """Replies queued to *to* in the last hour; counted once per transaction, then kept up to
     date in the session as replies are queued (a batch answers the same sender many times)."""
+    return count_replies_last_hour(session, [to])[to.strip().lower()]
+
+
+def count_replies_last_hour(session: Session, addresses: Iterable[str]) -> dict[str, int]:
+    """`replies_last_hour` for several addresses in one query (those not counted yet in this
+    transaction); returns the session's counts."""
     counts = session.info.setdefault("replies_last_hour", {})
-    if to not in counts:
+    todo = sorted({a.strip().lower() for a in addresses} - counts.keys())
+    if todo:
         since = utcnow() - timedelta(hours=1)
-        counts[to] = session.connection().execute(REPLIES_SINCE, {"to": to, "since": since}).scalar() or 0
-    return counts[to]
+        found = dict(session.connection().execute(REPLIES_SINCE, {"to": todo, "since": since}).all())
+        counts.update((a, found.get(a, 0)) for a in todo)
+    return counts
 
 
 def queue_email(session: Session, settings: Settings, out: OutgoingEmail, *, kind: str, dedupe: str,

@@ -55,9 +55,20 @@ def record(session: Session, req: Request, *, actor: str, action: str, reason: s
            from_status: str | None = None, to_status: str | None = None, inbound_id: int | None = None) -> None:
     """Append one event to the request's history (a plain INSERT: history is never read back in
     the same transaction, and going through the unit of work cost more than the change itself)."""
-    session.connection().execute(INSERT_EVENT, dict(
-        request_id=req.id, at=utcnow(), actor=actor, action=action, from_status=from_status, to_status=to_status,
-        reason=reason[:2000], inbound_id=inbound_id))
+    record_all(session, [event(req, actor=actor, action=action, reason=reason, from_status=from_status,
+                               to_status=to_status, inbound_id=inbound_id)])
+
+
+def event(req: Request, *, actor: str, action: str, reason: str = "", from_status: str | None = None,
+          to_status: str | None = None, inbound_id: int | None = None) -> dict:
+    """One history row, for `record_all`."""
+    return dict(request_id=req.id, at=utcnow(), actor=actor, action=action, from_status=from_status,
+                to_status=to_status, reason=reason[:2000], inbound_id=inbound_id)
+
+
+def record_all(session: Session, events: list[dict]) -> None:
+    """Several events in one statement (a new request has two: created, then its status)."""
+    session.connection().execute(INSERT_EVENT, events if len(events) > 1 else events[0])
 
 
 def transition(session: Session, req: Request, to: str, *, actor: str, reason: str = "",

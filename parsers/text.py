@@ -33,16 +33,18 @@ def fold_char(c: str) -> str:
 
 
 _FOLD_TABLE: dict[int, str] = {}
+_FOLDED: set[str] = set()  # the characters _FOLD_TABLE knows (a set difference finds the others)
 
 
 def fold(text: str) -> str:
     """Lower-case, accent-free copy of *text* with exactly the same length."""
     if text.isascii():
         return text.lower().replace("`", "'").replace("\t", " ")
-    missing = [c for c in set(text) if ord(c) not in _FOLD_TABLE]
+    missing = set(text) - _FOLDED
     for c in missing:
         if len(_FOLD_TABLE) < 50_000:  # bounded: a hostile message cannot grow it without limit
             _FOLD_TABLE[ord(c)] = fold_char(c)
+            _FOLDED.add(c)
     if len(_FOLD_TABLE) >= 50_000 and missing:
         return "".join(_FOLD_TABLE.get(ord(c)) or fold_char(c) for c in text)
     return text.translate(_FOLD_TABLE)

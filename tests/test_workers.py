@@ -380,3 +380,39 @@ def test_sqlite_commits_reach_the_disk_before_anything_outside_sees_them(tmp_pat
     finally:
         serve.dispose()
         worker.dispose()
+
+
+def test_a_batch_asks_once_for_earlier_copies_and_reply_counts(db_url, tmp_path):
+    """A batch looks up its messages' earlier copies and its senders' replies this hour with
+    one query each (asked per message, they were a third of the statements on PostgreSQL),
+    and the answers do not change: a re-sent copy in the batch is ignored, the hourly cap
+    counts the replies queued earlier in the batch."""
+    from sqlalchemy import event
+
+    from bot.pipeline import Pipeline
+
+    settings = make_settings(db_url, f"dir:{tmp_path / 'out'}", replies_per_sender_per_hour=3)
+    store = Store(db_url)
+    prepare_store(store, settings)
+    pipeline = Pipeline(store, settings)
+    first = make_mail(complete_request(in_days(5)), subject="Demande 0")
+    store_many(store, [Received(first.as_bytes(), SOPHIE, [BOT])])
+    assert pipeline.process_pending(batch=4) == 1  # one reply this hour already
+    copy = make_mail(complete_request(in_days(5)), subject="Demande 0")
+    copy.replace_header("Message-ID", first["Message-ID"])
+    copy["X-Mailer"] = "sent again"  # other bytes, same Message-ID and sender
+    store_many(store, [Received(copy.as_bytes(), SOPHIE, [BOT])]
+               + [Received(_request(i, 6 + i), SOPHIE, [BOT]) for i in range(1, 4)])
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    assert pipeline.process_pending(batch=4) == 4
+    assert sum("count(outbox.id)" in q for q in statements) == 1
+    assert sum("min(inbound_messages.id)" in q for q in statements) == 1
+    assert not any("inbound_messages.id <" in q for q in statements)  # no per-message look-up
+    with store.session() as s:
+        rows = s.scalars(select(InboundMessage).order_by(InboundMessage.id)).all()
+        assert [r.state for r in rows] == ["done", "ignored", "done", "done", "done"]
+        assert "re-sent copy" in rows[1].outcome
+    assert count(store, Request) == 4
+    assert count(store, Outbox) == 3  # 1 before, 2 in the batch, then the cap of 3
+    store.dispose()
