@@ -97,7 +97,13 @@ def bare_rate(n: int, k: int) -> float:
             return "250 OK"
 
     port = free_port()
-    ctl = Controller(Ok(), hostname="127.0.0.1", port=port)
+    try:  # the event loop `serve` runs on (bot.service.run), so the two servers compare fairly
+        import uvloop
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        import asyncio
+        loop = asyncio.new_event_loop()
+    ctl = Controller(Ok(), hostname="127.0.0.1", port=port, loop=loop)
     ctl.start()
     try:
         secs, _ = blast([port], prepare(n, 10_000_000), k)

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -57,9 +56,9 @@ def cmd_directory_load(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .service import Service
+    from .service import Service, run
     settings = _settings(args)
-    asyncio.run(Service(settings).run_forever())
+    run(Service(settings).run_forever(), settings.event_loop)
     return 0
 
 

@@ -56,6 +56,7 @@ class Settings:
     http_listen: str = ""  # e.g. 127.0.0.1:9108 serves /healthz and /metrics
     reminder_hour: int = 14  # local hour after which the day-before reminders go out
     log_format: str = "text"  # or "json"
+    event_loop: str = "uvloop"  # or "asyncio"; uvloop when it is installed (Linux, macOS)
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -117,6 +118,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     s.listen_host_port  # noqa: B018 - validates early
     if not (s.outbound.startswith("dir:") or s.outbound.startswith(("smtp://", "smtps://"))):
         raise ConfigError(f"BIQ_OUTBOUND must be dir:PATH or smtp://host:port, not {s.outbound!r}")
+    if s.event_loop not in ("uvloop", "asyncio"):
+        raise ConfigError(f"BIQ_EVENT_LOOP must be uvloop or asyncio, not {s.event_loop!r}")
     return s
 
 

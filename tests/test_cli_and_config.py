@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -100,12 +101,27 @@ def test_settings_from_toml_then_environment(tmp_path):
     ("", {"BIQ_OUTBOUND": "ftp://x"}, "BIQ_OUTBOUND"),
     ("", {"BIQ_SMTP_LISTEN": "nonsense"}, "HOST:PORT"),
     ("not toml = = =", {}, "not valid TOML"),
+    ("", {"BIQ_EVENT_LOOP": "trio"}, "uvloop or asyncio"),
 ])
 def test_bad_settings_are_explained(tmp_path, content, env, message):
     cfg = tmp_path / "biq.toml"
     cfg.write_text(content)
     with pytest.raises(ConfigError, match=message):
         load_settings(cfg, env=env)
+
+
+@pytest.mark.parametrize("choice,expected", [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_serve_runs_on_the_chosen_event_loop(choice, expected):
+    """`serve` runs on uvloop by default (installed with the bot on Linux) and on asyncio's own
+    loop when BIQ_EVENT_LOOP=asyncio."""
+    from bot.service import run
+    seen = []
+
+    async def main() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__)
+
+    run(main(), choice)
+    assert len(seen) == 1 and seen[0].split(".")[0] == expected
 
 
 def test_configuration_error_is_a_sentence_not_a_traceback(tmp_path):
