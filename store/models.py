@@ -133,7 +133,7 @@ def request_ref(number: int) -> str:
 class Request(Base):
     __tablename__ = "requests"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    requester_id: Mapped[int] = mapped_column(ForeignKey("requesters.id"), index=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("requesters.id"))  # indexed by ix_requests_requester_date
     status: Mapped[str] = mapped_column(String(20), default="incomplete")
     late_cancellation: Mapped[bool] = mapped_column(Boolean, default=False)
     channel: Mapped[str] = mapped_column(String(20), default="email")
@@ -197,7 +197,7 @@ class Outbox(Base):
     dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
     channel: Mapped[str] = mapped_column(String(20), default="email")
     kind: Mapped[str] = mapped_column(String(40))
-    to_addr: Mapped[str] = mapped_column(String(254), index=True)
+    to_addr: Mapped[str] = mapped_column(String(254))  # indexed by ix_outbox_to_created
     subject: Mapped[str] = mapped_column(String(998), default="")
     message: Mapped[bytes] = mapped_column(LargeBinary)
     request_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 
 from bot.ops import wait_until_drained
 from store.db import Store
@@ -122,3 +123,23 @@ def test_smtp_bench_with_two_instances_on_postgresql(pg_database):
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines()[1:] if line.strip()]
     assert [r[0] for r in rows] == ["1", "2"] and all(float(r[3]) > 0 for r in rows)
+
+
+def test_the_migrations_build_exactly_the_models_schema(db_url):
+    """The alembic revisions and the models agree (tables, columns, indexes): an index added or
+    dropped in one place only would leave SQLite and PostgreSQL stores with other plans."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from store.models import Base
+
+    store = Store(db_url)
+    try:
+        store.migrate()
+        with store.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+            indexes = {ix["name"] for table in ("requests", "outbox") for ix in inspect(conn).get_indexes(table)}
+        assert {"ix_requests_requester_date", "ix_outbox_to_created"} <= indexes
+        assert not {"ix_requests_requester_id", "ix_outbox_to_addr"} & indexes  # prefixes of the two above
+    finally:
+        store.dispose()
