@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from bot.ops import wait_until_drained
 from store.db import Store
@@ -141,5 +141,57 @@ def test_the_migrations_build_exactly_the_models_schema(db_url):
             indexes = {ix["name"] for table in ("requests", "outbox") for ix in inspect(conn).get_indexes(table)}
         assert {"ix_requests_requester_date", "ix_outbox_to_created"} <= indexes
         assert not {"ix_requests_requester_id", "ix_outbox_to_addr"} & indexes  # prefixes of the two above
+    finally:
+        store.dispose()
+
+
+def test_my_requests_merge_the_branches_in_date_order(db_url, tmp_path):
+    """'mes demandes' (`Pipeline.upcoming`): the requester's own upcoming requests and those at
+    their installations, active only, in (date, time, id) order, each once, cut at the limit,
+    then the undated ones; the branches are read as keys and only the kept rows are loaded."""
+    from datetime import UTC, date, datetime, timedelta
+    from datetime import time as clock
+
+    from bot.pipeline import Pipeline
+    from bot.setup import prepare_store
+    from store.models import Installation, Request, Requester
+
+    from .conftest import make_settings
+
+    settings = make_settings(db_url, f"dir:{tmp_path / 'out'}")
+    store = Store(db_url)
+    prepare_store(store, settings)
+    today = date.today()
+    with store.session() as s:
+        me = next(r for r in s.scalars(select(Requester).order_by(Requester.id)) if r.installations)
+        site = me.installations[0].id
+        other = s.scalars(select(Requester).where(Requester.id != me.id).order_by(Requester.id)).first()
+        elsewhere = s.scalars(select(Installation.id).where(Installation.id != site).order_by(Installation.id)).first()
+        now = datetime.now(UTC)
+
+        def add(who, where, days, hour, status="submitted"):  # noqa: ANN001
+            r = Request(requester_id=who.id, location_id=where, status=status, created_at=now, updated_at=now,
+                        date=None if days is None else today + timedelta(days=days),
+                        start_time=None if hour is None else clock(hour))
+            s.add(r)
+            s.flush()
+            return r.id
+
+        mine_late = add(me, elsewhere, 5, 15)        # own, at another site
+        colleague = add(other, site, 5, 9)          # a colleague's, at my site: listed
+        mine_here = add(me, site, 2, 10)            # own and at my site: listed once
+        add(other, elsewhere, 1, 8)                 # a stranger's elsewhere: not listed
+        add(me, site, 3, 8, status="cancelled")     # not active
+        add(me, site, -2, 8)                        # past
+        same_time = add(me, elsewhere, 5, 9)        # same start as the colleague's: by id
+        undated = add(me, site, None, None)
+        me_id = me.id
+    pipeline = Pipeline(store, settings)
+    try:
+        with store.session() as s:
+            me = s.get(Requester, me_id)
+            assert [r.id for r in pipeline.upcoming(s, me)] == [mine_here, colleague, same_time, mine_late, undated]
+            assert [r.id for r in pipeline.upcoming(s, me, limit=2)] == [mine_here, colleague]
+            assert pipeline.upcoming(s, me)[0].requester_id == me_id
     finally:
         store.dispose()
