@@ -25,6 +25,15 @@ SHARED = ROOT.parent / "shared"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_asyncio_loop_factories(config, item):  # noqa: ANN001, ANN201 - a pytest-asyncio hook
+    """Async tests run on asyncio's own loop, except those in test_on_uvloop.py: on uvloop, the
+    loop `biq-bot serve` runs on (bot.service.run)."""
+    if getattr(item, "path", None) is not None and item.path.name == "test_on_uvloop.py":
+        import uvloop
+        return {"uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
+
+
 def shared_available() -> bool:
     return (SHARED / "corpus" / "dev" / "labels.jsonl").exists()
 
