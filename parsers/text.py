@@ -32,22 +32,36 @@ def fold_char(c: str) -> str:
     return low if len(low) == 1 else base
 
 
-_FOLD_TABLE: dict[int, str] = {}
-_FOLDED: set[str] = set()  # the characters _FOLD_TABLE knows (a set difference finds the others)
+class _FoldTable(dict):
+    """Code point -> folded character, filled as characters are met (str.translate asks it).
+
+    Bounded: past 50,000 entries a hostile message's new characters are folded but not kept."""
+
+    def __missing__(self, code: int) -> str:
+        folded = fold_char(chr(code))
+        if len(self) < 50_000:
+            self[code] = folded
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
+_RECENT: dict[str, str] = {}  # the parser folds the same body several times (quotes, then fields)
+_RECENT_MAX = 16
+_RECENT_LONGEST = 20_000  # bounds the memory it holds
 
 
 def fold(text: str) -> str:
     """Lower-case, accent-free copy of *text* with exactly the same length."""
     if text.isascii():
         return text.lower().replace("`", "'").replace("\t", " ")
-    missing = set(text) - _FOLDED
-    for c in missing:
-        if len(_FOLD_TABLE) < 50_000:  # bounded: a hostile message cannot grow it without limit
-            _FOLD_TABLE[ord(c)] = fold_char(c)
-            _FOLDED.add(c)
-    if len(_FOLD_TABLE) >= 50_000 and missing:
-        return "".join(_FOLD_TABLE.get(ord(c)) or fold_char(c) for c in text)
-    return text.translate(_FOLD_TABLE)
+    folded = _RECENT.get(text)
+    if folded is None:
+        folded = text.translate(_FOLD_TABLE)
+        if len(text) <= _RECENT_LONGEST:
+            if len(_RECENT) >= _RECENT_MAX:
+                _RECENT.clear()
+            _RECENT[text] = folded
+    return folded
 
 
 def plain(text: str) -> str:

@@ -102,3 +102,25 @@ def test_chat_commands_never_raise_on_any_input(tmp_path_factory):
 
     run()
     store.dispose()
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_fold_keeps_the_length_and_answers_the_same_twice(text):
+    """Spans found in the folded text must point at the original's characters, and a text
+    folded again (the parser folds a body several times) must come back the same."""
+    from parsers.text import fold
+    first = fold(text)
+    assert len(first) == len(text)
+    assert fold(text) == first
+    assert fold("".join(text)) == first  # an equal string, another object
+
+
+def test_fold_keeps_only_a_few_recent_texts():
+    from parsers import text as t
+    for i in range(200):
+        t.fold(f"Réunion n° {i} à l'hôpital")
+    assert len(t._RECENT) <= t._RECENT_MAX
+    long = "é" * (t._RECENT_LONGEST + 1)
+    assert t.fold(long) == "e" * len(long) and long not in t._RECENT
+    assert t.fold("Ça ÉTÉ Œuvre") == "ca ete ouvre"
