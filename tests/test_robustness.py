@@ -124,3 +124,34 @@ def test_fold_keeps_only_a_few_recent_texts():
     long = "é" * (t._RECENT_LONGEST + 1)
     assert t.fold(long) == "e" * len(long) and long not in t._RECENT
     assert t.fold("Ça ÉTÉ Œuvre") == "ca ete ouvre"
+
+
+def _scanner_words() -> list[str]:
+    """The words, numbers and signs the scanning patterns look for, to build texts from."""
+    import re
+
+    import parsers.entities  # noqa: F401 - registers their scanners
+    import parsers.intent  # noqa: F401
+    import parsers.quotes  # noqa: F401
+    import parsers.when  # noqa: F401
+    from parsers.text import SCANNERS
+    words = {w for _, pattern, _ in SCANNERS for w in re.findall(r"[a-z']{2,}", pattern)}
+    return sorted(words) + ["1", "3", "9", "10", "12", "14", "23", "30", "45", "2026", "2027", "0514", "555",
+                            "h", ":", "/", ".", "-", "#", "(", ")", "+1", ",", "\n", ">", "> ", "--", "___", "*"]
+
+
+@given(st.lists(st.sampled_from(_scanner_words()), max_size=30), st.lists(st.sampled_from([" ", "", "\n", ", "]),
+                                                                         min_size=30, max_size=30))
+@settings(max_examples=400, deadline=None)
+def test_scanners_find_what_their_plain_patterns_find(words, seps):
+    """`scanner` only tells the regex engine where a match can start: every match, with its
+    groups, must be the same as the plain pattern's (a wrong first-character class loses dates)."""
+    import re
+
+    from parsers.text import SCANNERS, scanner
+    text = "".join(w + s for w, s in zip(words, seps, strict=False))
+    for first, pattern, flags in list(SCANNERS):
+        plain, fast = re.compile(pattern, flags), scanner(first, pattern, flags)
+        SCANNERS.pop()
+        assert [(m.span(), m.groups()) for m in fast.finditer(text)] == \
+               [(m.span(), m.groups()) for m in plain.finditer(text)], pattern[:60]
