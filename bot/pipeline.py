@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, inspect, select, update
+from sqlalchemy import bindparam, func, insert, inspect, literal_column, select, update
 from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.util import identity_key
 
@@ -69,9 +69,12 @@ FIRST_COPIES = (select(_IN.c.mid_key, func.min(_IN.c.id)).where(_IN.c.mid_key.in
 _RQ = Request.__table__
 INSERT_REQUEST = insert(_RQ)
 REQUEST_COLUMNS = [c.key for c in _RQ.columns if c.key != "id"]
+# Our own constants, written into the SQL: `in_(ACTIVE)` would be an expanding parameter,
+# re-processed at every execution (40 of the 90 microseconds of the duplicate check).
+IS_ACTIVE = _RQ.c.status.in_([literal_column(f"'{status}'") for status in ACTIVE])
 SAME_START = (select(_RQ.c.id).where(_RQ.c.requester_id == bindparam("requester"), _RQ.c.date == bindparam("date"),
                                      _RQ.c.start_time == bindparam("start"), _RQ.c.target_language == bindparam("lang"),
-                                     _RQ.c.status.in_(ACTIVE)).order_by(_RQ.c.id).limit(1))
+                                     IS_ACTIVE).order_by(_RQ.c.id).limit(1))
 
 
 def count_processed(outcomes: list[tuple[str, float, int]]) -> None:
@@ -597,7 +600,7 @@ class Pipeline:
         the sort keys, and only the *limit* requests kept are loaded as objects: loading every
         branch's rows (up to *limit* per branch) was most of the time over 1,000,000 requests."""
         today = datetime.now(self.tz).date()
-        active = Request.status.in_(ACTIVE)
+        active = IS_ACTIVE
         if requester.role == "staff":
             branches = [(active, Request.date >= today)]
         else:
