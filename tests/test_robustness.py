@@ -155,3 +155,20 @@ def test_scanners_find_what_their_plain_patterns_find(words, seps):
         SCANNERS.pop()
         assert [(m.span(), m.groups()) for m in fast.finditer(text)] == \
                [(m.span(), m.groups()) for m in plain.finditer(text)], pattern[:60]
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=120),
+       st.sampled_from(["", "[BIQ-000123] ", "Re: [BIQ-004567] "]))
+@settings(max_examples=300, deadline=None)
+def test_reply_subjects_are_encoded_losslessly_on_short_lines(text, prefix):
+    """Whatever a template puts in a subject: it reads back the same, in lines of at most 76
+    characters (with 'Subject: ', RFC 2047), in plain ASCII."""
+    from email.header import decode_header, make_header
+
+    from bot.replies import _subject, one_line
+    value = one_line(prefix + text, 900)
+    encoded = _subject(value)
+    assert encoded.isascii()
+    lines = ("Subject: " + encoded).split("\r\n")
+    assert all(len(line) <= 76 for line in lines if "=?" in line) and "\n" not in encoded.replace("\r\n", "")
+    assert " ".join(str(make_header(decode_header(encoded))).split()) == " ".join(value.split())
