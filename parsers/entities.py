@@ -15,11 +15,11 @@ from .directory import Directory, Match, key, tokens
 from .text import fold as _f
 from .text import scanner
 
-STREET_WORDS = re.compile(r"\b(?:rue|boul|boulevard|bd|blvd|avenue|av|chemin|ch|place|autoroute|street|"
+STREET_WORDS = scanner("abcmprs", r"\b(?:rue|boul|boulevard|bd|blvd|avenue|av|chemin|ch|place|autoroute|street|"
                           r"road|rd|montee|cote|rang|metro|station)\.?\s*$")
-PLACE_DISTRACTORS = re.compile(r"(?:transfere|transferee|transferred|hospitalise|hospitalisee|hospitalized|"
+PLACE_DISTRACTORS = scanner("adfhmptv", r"(?:transfere|transferee|transferred|hospitalise|hospitalisee|hospitalized|"
                                r"admis|admitted|demenage|moved|provenant|vient|venant|from)\s+(?:a|au|to|de|du|the|a l'|a la|de l'|de la)?\s*$")
-NEGATED = re.compile(r"(?:et non|and not|not|au lieu d[eu']?|plutot qu[e']|instead of|rather than|pas)\s+"
+NEGATED = scanner("aeinpr", r"(?:et non|and not|not|au lieu d[eu']?|plutot qu[e']|instead of|rather than|pas)\s+"
                      r"(?:a|au|aux|at|the|de|du|en|in|par|by|la|le|l')?\s*(?:la\s+|l')?$")
 
 
@@ -29,7 +29,7 @@ def _negated(folded: str, start: int) -> bool:
 
 # ---- languages ----------------------------------------------------------------------------------
 
-LANG_CUE_BEFORE = re.compile(r"(?:\ben|\binterprete|\binterpreter|\blangue|\blanguage|\bparle|\bspeaks?|"
+LANG_CUE_BEFORE = scanner(r"eilpsd:\-", r"(?:\ben|\binterprete|\binterpreter|\blangue|\blanguage|\bparle|\bspeaks?|"
                              r"\bspeaking|\bde langue|\bd'origine|\bin|[:-])\s*(?:\(?dialecte\s+)?$")
 LANG_CUE_AFTER = re.compile(r"^\s*(?:interpreter|interpretation|speaking|speaker|-speaking|\))")
 PAIR_SEP = re.compile(r"^\s*(?:-|/|>|vers|to|into|a|au|->|=>|et|and)\s*$")
