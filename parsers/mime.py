@@ -247,8 +247,7 @@ def _read_email(raw: bytes) -> MailMessage:
         if ct in ("multipart/report", "message/delivery-status", "message/feedback-report"):
             m.is_report = m.is_report or not attached
             if ct == "message/delivery-status" and not m.dsn_status:
-                found = re.search(rb"^Status:\s*([245]\.\d{1,3}\.\d{1,3})", _raw_payload(part), re.M | re.I)
-                m.dsn_status = found.group(1).decode() if found else ""
+                m.dsn_status = _dsn_status(part)
             continue
         if part.is_multipart() or attached:
             continue
@@ -273,12 +272,29 @@ def _read_email(raw: bytes) -> MailMessage:
     return m
 
 
-def _raw_payload(part: Message) -> bytes:
-    """The text of a message/delivery-status part (the stdlib parses it into header blocks)."""
+DSN_STATUS = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})")
+DSN_STATUS_LINE = re.compile(rb"^Status:\s*([245]\.\d{1,3}\.\d{1,3})", re.M | re.I)
+
+
+def _dsn_status(part: Message) -> str:
+    """The first recipient's status code ('5.1.1') in a message/delivery-status part.
+
+    The stdlib parses that part into one header block per recipient: their Status headers are
+    read directly (writing the blocks back out to search them cost more than the rest of the
+    message). When none has one (a malformed block leaves it in a body), the part is written
+    out and searched as text."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return b"\n".join(p.as_bytes() if isinstance(p, Message) else bytes(str(p), "utf-8", "replace") for p in payload)
-    return payload.encode("utf-8", "replace") if isinstance(payload, str) else b""
+        for block in payload:
+            found = DSN_STATUS.match(str(block.get("Status") or "")) if isinstance(block, Message) else None
+            if found:
+                return found.group(1)
+        raw = b"\n".join(p.as_bytes() if isinstance(p, Message) else bytes(str(p), "utf-8", "replace")
+                         for p in payload)
+    else:
+        raw = payload.encode("utf-8", "replace") if isinstance(payload, str) else b""
+    found = DSN_STATUS_LINE.search(raw)
+    return found.group(1).decode() if found else ""
 
 
 def _walk(node: Message, attached: bool = False, depth: int = 0):

@@ -172,3 +172,26 @@ def test_reply_subjects_are_encoded_losslessly_on_short_lines(text, prefix):
     lines = ("Subject: " + encoded).split("\r\n")
     assert all(len(line) <= 76 for line in lines if "=?" in line) and "\n" not in encoded.replace("\r\n", "")
     assert " ".join(str(make_header(decode_header(encoded))).split()) == " ".join(value.split())
+
+
+def _dsn(recipient_blocks: str) -> bytes:
+    return ("From: MAILER-DAEMON@relay.example\r\nTo: biq@ssss.gouv.qc.ca\r\nSubject: Undelivered\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
+            "--B\r\nContent-Type: text/plain\r\n\r\nCould not deliver.\r\n"
+            "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example\r\n\r\n"
+            f"{recipient_blocks}--B--\r\n").encode()
+
+
+def test_bounce_status_is_read_from_the_first_recipient_block():
+    mail = read_email(_dsn("Final-Recipient: rfc822; a@x.example\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r\n"
+                           "Final-Recipient: rfc822; b@x.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"))
+    assert mail.is_report and mail.dsn_status == "4.4.1"
+
+
+def test_bounce_status_is_found_in_a_malformed_recipient_block():
+    """A diagnostic whose continuation lines are not indented ends the block's headers: the
+    status that follows is still found (the block is searched as text)."""
+    mail = read_email(_dsn("Final-Recipient: rfc822; a@x.example\r\n"
+                           "Diagnostic-Code: smtp; 550-Please authenticate\r\n550 relay denied\r\n"
+                           "Status: 5.7.1\r\nAction: failed\r\n\r\n"))
+    assert mail.dsn_status == "5.7.1"
