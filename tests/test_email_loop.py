@@ -315,6 +315,28 @@ async def test_cancel_by_reply(bot, sink):
         assert s.scalars(select(Request)).one().status == "cancelled"
 
 
+async def test_same_start_again_is_flagged_not_merged_and_a_cancelled_one_does_not_count(bot, sink):
+    """Rule 9: a second request from the same requester, same language and start, is stored and
+    flagged as a possible duplicate of the active one, never merged; a cancelled one is no
+    longer a duplicate's original."""
+    body = complete_request(in_days(11))
+    await send(bot.port, make_mail(body))
+    await wait_for(lambda: sink.messages)
+    with bot.store.session() as s:
+        first = s.scalars(select(Request)).one()
+        assert first.duplicate_of is None
+        first.status = "cancelled"
+    await send(bot.port, make_mail(body))
+    await wait_for(lambda: len(sink.messages) >= 2)
+    await send(bot.port, make_mail(body))
+    await wait_for(lambda: len(sink.messages) >= 3)
+    with bot.store.session() as s:
+        reqs = s.scalars(select(Request).order_by(Request.id)).all()
+    assert [r.duplicate_of for r in reqs] == [None, None, reqs[1].id]
+    assert "semblable existe déjà" not in text_of(sink.messages[1])
+    assert f"semblable existe déjà ({reqs[1].ref}" in text_of(sink.messages[2])
+
+
 async def test_requester_cannot_cancel_another_installations_request(bot, sink):
     await send(bot.port, make_mail(complete_request(in_days(10))))
     await wait_for(lambda: sink.messages)
