@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, inspect, literal_column, select, update
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import bindparam, func, insert, inspect, select, update
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from parsers.directory import Directory
@@ -35,13 +35,14 @@ from .metrics import FAILURES, LATENCY, PROCESSED
 from .notify import Notifier, Origin
 from .outbox import count_replies_last_hour
 from .replies import format_date
+from .upcoming import upcoming
+from .workflow import IS_ACTIVE
 
 log = logging.getLogger("biq.pipeline")
 MAX_ATTEMPTS = 3
 REQUESTER_TTL = 10.0  # seconds a requester row (and the address map, on a miss) is reused
 OUR_MSGID = re.compile(r"<biq-0*(\d{1,9})\.[0-9a-f]+@", re.I)
 SUBJECT_TAG = re.compile(r"\[\s*BIQ-0*(\d{1,9})\s*\]", re.I)
-ACTIVE = ("incomplete", "submitted", "offered", "confirmed")
 ECHO = re.compile(r"—\s*biq-bot\s*—|-\s*biq-bot\s*-")
 MISSING = object()
 
@@ -69,9 +70,8 @@ FIRST_COPIES = (select(_IN.c.mid_key, func.min(_IN.c.id)).where(_IN.c.mid_key.in
 _RQ = Request.__table__
 INSERT_REQUEST = insert(_RQ)
 REQUEST_COLUMNS = [c.key for c in _RQ.columns if c.key != "id"]
-# Our own constants, written into the SQL: `in_(ACTIVE)` would be an expanding parameter,
-# re-processed at every execution (40 of the 90 microseconds of the duplicate check).
-IS_ACTIVE = _RQ.c.status.in_([literal_column(f"'{status}'") for status in ACTIVE])
+
+
 SAME_START = (select(_RQ.c.id).where(_RQ.c.requester_id == bindparam("requester"), _RQ.c.date == bindparam("date"),
                                      _RQ.c.start_time == bindparam("start"), _RQ.c.target_language == bindparam("lang"),
                                      IS_ACTIVE).order_by(_RQ.c.id).limit(1))
@@ -592,36 +592,9 @@ class Pipeline:
         return Outcome("done", f"notifications turned {'on' if on else 'off'}")
 
     def upcoming(self, s: Session, requester: Requester, limit: int = 50) -> list[Request]:
-        """The requester's upcoming requests and those of their installations ('mes demandes').
-
-        Each branch (own requests, each installation, undated ones) is an index-ordered query with
-        its own LIMIT; merging a few small lists is cheap, whereas one query with an OR across
-        columns scans every request (measured by bench/search_bench.py). The branches return only
-        the sort keys, and only the *limit* requests kept are loaded as objects: loading every
-        branch's rows (up to *limit* per branch) was most of the time over 1,000,000 requests."""
-        today = datetime.now(self.tz).date()
-        active = IS_ACTIVE
-        if requester.role == "staff":
-            branches = [(active, Request.date >= today)]
-        else:
-            branches = [(Request.requester_id == requester.id, active, Request.date >= today)]
-            branches += [(Request.location_id == i.id, active, Request.date >= today) for i in requester.installations]
-        found: dict[int, tuple] = {}
-        for where in branches:
-            q = select(Request.id, Request.date, Request.start_time).where(*where)
-            for row in s.execute(q.order_by(Request.date, Request.start_time, Request.id).limit(limit)):
-                found[row.id] = (row.date, row.start_time or datetime.min.time(), row.id)
-        ids = [key[2] for key in sorted(found.values())[:limit]]
-        undated = select(Request.id).where(active, Request.date.is_(None))
-        if requester.role != "staff":
-            undated = undated.where(Request.requester_id == requester.id)
-        ids += s.scalars(undated.order_by(Request.id).limit(max(0, limit - len(ids)))).all()
-        if not ids:
-            return []
-        # the list needs no requester row: skip the eager join
-        loaded = {r.id: r for r in s.scalars(select(Request).where(Request.id.in_(ids))
-                                             .options(lazyload(Request.requester)))}
-        return [loaded[i] for i in ids if i in loaded]
+        """The requester's upcoming requests and those of their installations ('mes demandes'):
+        by date and time, then the undated ones by number, at most *limit* (`bot.upcoming`)."""
+        return upcoming(s, requester, datetime.now(self.tz).date(), limit)
 
     def status_lines(self, s: Session, reqs: list[Request]) -> list[dict]:
         """Rows for 'mes demandes': columns for the table, and a one-line form for the chat."""

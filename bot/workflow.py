@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, literal_column, select
 from sqlalchemy.orm import Session
 
 from store.db import utcnow
@@ -20,6 +20,10 @@ from store.models import Communication, Interpreter, Request, RequestEvent
 from . import rules
 
 FINAL = {"completed", "cancelled", "unfilled"}
+ACTIVE = ("incomplete", "submitted", "offered", "confirmed")
+# Our own constants, written into the SQL: `in_(ACTIVE)` would be an expanding parameter,
+# re-processed at every execution (40 of the 90 microseconds of the duplicate check).
+IS_ACTIVE = Request.__table__.c.status.in_([literal_column(f"'{status}'") for status in ACTIVE])
 ALLOWED: dict[str, set[str]] = {
     "incomplete": {"submitted", "cancelled"},
     "submitted": {"offered", "unfilled", "cancelled"},

@@ -180,18 +180,38 @@ def test_my_requests_merge_the_branches_in_date_order(db_url, tmp_path):
         mine_late = add(me, elsewhere, 5, 15)        # own, at another site
         colleague = add(other, site, 5, 9)          # a colleague's, at my site: listed
         mine_here = add(me, site, 2, 10)            # own and at my site: listed once
-        add(other, elsewhere, 1, 8)                 # a stranger's elsewhere: not listed
+        stranger = add(other, elsewhere, 1, 8)      # a stranger's elsewhere: not listed
         add(me, site, 3, 8, status="cancelled")     # not active
         add(me, site, -2, 8)                        # past
         same_time = add(me, elsewhere, 5, 9)        # same start as the colleague's: by id
-        undated = add(me, site, None, None)
-        me_id = me.id
+        undated = add(me, site, None, 7)            # no date: after the dated ones, whatever its time
+        no_time = add(me, elsewhere, 5, None)       # a date without a time: first on its day
+        undated_2 = add(me, elsewhere, None, None)
+        strangers_undated = add(other, elsewhere, None, None)
+        loner = Requester(email="loner@example.org", name="Sans Installation")
+        s.add(loner)
+        s.flush()
+        lonely = add(loner, elsewhere, 4, 11)
+        staff = Requester(email="coordination@example.org", name="Coordination", role="staff")
+        s.add(staff)
+        s.flush()
+        me_id, loner_id, staff_id = me.id, loner.id, staff.id
     pipeline = Pipeline(store, settings)
     try:
         with store.session() as s:
             me = s.get(Requester, me_id)
-            assert [r.id for r in pipeline.upcoming(s, me)] == [mine_here, colleague, same_time, mine_late, undated]
-            assert [r.id for r in pipeline.upcoming(s, me, limit=2)] == [mine_here, colleague]
-            assert pipeline.upcoming(s, me)[0].requester_id == me_id
+            mine = [mine_here, no_time, colleague, same_time, mine_late, undated, undated_2]
+            assert [r.id for r in pipeline.upcoming(s, me)] == mine
+            assert [r.id for r in pipeline.upcoming(s, me, limit=2)] == [mine_here, no_time]
+            assert [r.id for r in pipeline.upcoming(s, me, limit=6)] == mine[:6]  # the cut falls in the undated
+            first = pipeline.upcoming(s, me)[0]
+            assert (first.requester_id, first.location_id, first.status) == (me_id, site, "submitted")
+            assert first.created_at is not None  # a column the list does not load is still there when read
+            loner = s.get(Requester, loner_id)
+            assert loner.installations == []
+            assert [r.id for r in pipeline.upcoming(s, loner)] == [lonely]
+            everyone = [r.id for r in pipeline.upcoming(s, s.get(Requester, staff_id))]
+            assert everyone[-3:] == [undated, undated_2, strangers_undated]  # staff: every requester's
+            assert set(everyone) == {*mine, lonely, strangers_undated, stranger}
     finally:
         store.dispose()
