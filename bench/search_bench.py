@@ -116,16 +116,19 @@ def main() -> int:
         times.sort()
         print(f"{name:14} {statistics.median(times):8.2f} {times[int(0.95 * (len(times) - 1))]:8.2f}")
     if args.explain:
+        from bot.upcoming import upcoming_query
         d = date.today()
+        staff = select(Request.id).where(Request.date >= d, Request.date <= d + timedelta(days=6),
+                                         Request.target_language == "es", Request.location_id == "chum",
+                                         Request.status == "completed")
+        mine = upcoming_query(1).params(today=d, n=50, requester=requesters[0].id, site0="chum")
+        prefix = "EXPLAIN QUERY PLAN " if not store.is_postgres else "EXPLAIN "
         with store.session() as s:
-            sql = {"staff search": select(Request.id).where(Request.date >= d, Request.date <= d + timedelta(days=6),
-                                                             Request.target_language == "es",
-                                                             Request.location_id == "chum",
-                                                             Request.status == "completed")}
-            for name, q in sql.items():
+            for name, q in (("staff search", staff), ("my requests", mine)):
                 compiled = q.compile(store.engine, compile_kwargs={"literal_binds": True})
-                prefix = "EXPLAIN QUERY PLAN " if not store.is_postgres else "EXPLAIN "
-                print(name, "plan:", [tuple(r) for r in s.execute(text(prefix + str(compiled)))])
+                print(f"{name} plan:")
+                for row in s.execute(text(prefix + str(compiled))):
+                    print("   ", " ".join(str(v) for v in row))
     store.dispose()
     return 0
 
