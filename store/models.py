@@ -113,7 +113,7 @@ class InboundMessage(Base):
     dedupe_key: Mapped[str] = mapped_column(String(600), unique=True)
     message_id: Mapped[str] = mapped_column(String(500), default="")
     mid_key: Mapped[str] = mapped_column(String(800), default="", index=True)  # Message-ID + sender
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))  # not indexed: looked up through dedupe_key
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     mail_from: Mapped[str] = mapped_column(String(500), default="")
     rcpt_to: Mapped[str] = mapped_column(Text, default="")
