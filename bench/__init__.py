@@ -16,3 +16,18 @@ def scratch(prefix: str) -> Path:
     if not os.environ.get("BIQ_BENCH_KEEP"):
         atexit.register(shutil.rmtree, path, True)
     return path
+
+
+def interpreter() -> str:
+    """Which Python ran the figures, and how it was built: on this machine Debian's
+    /usr/bin/python3 (PGO, LTO, the interpreter inside the executable) runs the bot ≈ 12 % faster
+    than pyenv's default build (no PGO, calls through a shared libpython)."""
+    import platform
+    import sys
+    exe = os.path.realpath(sys.executable)
+    try:
+        shared = "libpython" in Path("/proc/self/maps").read_text()
+    except OSError:
+        shared = None
+    how = {True: "shared libpython", False: "interpreter linked into the executable", None: "linkage unknown"}
+    return f"{platform.python_implementation()} {platform.python_version()} at {exe} ({how[shared]})"

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import scratch  # noqa: E402
+from bench import interpreter, scratch  # noqa: E402
 from bench.smtp_bench import blast, free_port, prepare  # noqa: E402
 
 
@@ -76,6 +76,7 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    print(f"interpreter: {interpreter()}")
     print(f"{'RSS idle':28} {idle:8.1f} MB")
     print(f"{'RSS after ' + str(args.messages) + ' messages':28} {after:8.1f} MB")
     print(f"{'workers RSS idle':28} {idle_workers:8.1f} MB")

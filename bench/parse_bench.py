@@ -18,6 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import interpreter  # noqa: E402
+
 
 def startup_seconds() -> float:
     code = ("import time; t=time.perf_counter(); from parsers.directory import Directory; "
@@ -58,6 +60,7 @@ def main() -> int:
         "real-mail": sorted(p for p in (shared / "corpora" / "real-mail").rglob("*")
                             if p.is_file() and p.suffix not in (".md", ".tsv") and "_body-only" not in p.parts),
     }
+    print(f"interpreter: {interpreter()}")
     print(f"start-up (imports + directory indexes + first parse): {startup_seconds():.2f} s")
     print(f"{'corpus':10} {'files':>6} {'median ms':>10} {'p99 ms':>8} {'max ms':>8} {'best-of median':>15}"
           f"   ({args.passes} passes; best-of: each file's fastest pass, less the VM's noise)")

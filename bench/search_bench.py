@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import scratch  # noqa: E402
+from bench import interpreter, scratch  # noqa: E402
 
 
 def fill(store, n: int) -> None:  # noqa: ANN001
@@ -103,6 +103,7 @@ def main() -> int:
             r = s.get(Requester, rnd.choice(requesters).id)
             pipeline.upcoming(s, r)
 
+    print(f"interpreter: {interpreter()}")
     print(f"store: {store.engine.dialect.name}, {args.requests} requests (generated in {fill_s:.0f} s)")
     print(f"{'query':14} {'p50 ms':>8} {'p95 ms':>8}")
     for name, fn in (("staff search", staff_search), ("my requests", my_requests)):

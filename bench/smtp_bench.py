@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import scratch  # noqa: E402
+from bench import interpreter, scratch  # noqa: E402
 from bench.crash_test import SENDERS, message  # noqa: E402
 
 
@@ -150,6 +150,7 @@ def main() -> int:
     from store.db import Store
     from store.models import InboundMessage, Outbox
 
+    print(f"interpreter: {interpreter()}")
     print(f"{'inst':>4} {'K':>3} {'messages':>8} {'bot msg/s':>10} {'bare msg/s':>11} {'ratio':>6} "
           f"{'p50 ms':>8} {'p99 ms':>8} {'bot CPU ms/msg':>14}")
     offset = int(time.time()) % 100_000 * 1000  # fresh Message-IDs even in a reused database

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from store.db import Store, utcnow
 from store.models import Outbox
 
+from .background import background_executor
 from .config import Settings
 from .metrics import FAILURES, REPLIES_OUT
 from .replies import OutgoingEmail, build_email
@@ -133,6 +134,10 @@ class Sender:
         self.target = parse_target(settings)
         self.wake = asyncio.Event()
         self.telegram = None  # a telegram.Bot when the chat channel is on
+        self.thread = background_executor("biq-sender")  # claims, files and records: see bot.background
+
+    async def _in_thread(self, fn, *args):  # noqa: ANN001, ANN202
+        return await asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)
 
     def _claim(self, limit: int) -> list:
         """Due rows, each leased to this sender (pushed `lease` seconds ahead) in one statement."""
@@ -166,13 +171,13 @@ class Sender:
         """One pass over what is due. Files are written together and recorded in one transaction
         (a file already written is never written twice); each network delivery is recorded as
         soon as it is done, so a crash can repeat at most the one in flight."""
-        rows = await asyncio.to_thread(self._claim, limit)
+        rows = await self._in_thread(self._claim, limit)
         files = [r for r in rows if r.channel == "email" and isinstance(self.target, Path)]
         results: list[tuple[object, str | None, bool]] = []
         if files:
-            written = await asyncio.to_thread(self._write_files, files)
+            written = await self._in_thread(self._write_files, files)
             results += [(r, err, False) for r, err in zip(files, written, strict=True)]
-            await asyncio.to_thread(self._finish, [(r.id, err, False, r.attempts + 1) for r, err, _ in results])
+            await self._in_thread(self._finish, [(r.id, err, False, r.attempts + 1) for r, err, _ in results])
         for row in rows:
             if row.channel == "email" and isinstance(self.target, Path):
                 continue
@@ -183,7 +188,7 @@ class Sender:
                 error, permanent = str(exc), True
             except (TimeoutError, OSError, aiosmtplib.SMTPException) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            await asyncio.to_thread(self._finish, [(row.id, error, permanent, row.attempts + 1)])
+            await self._in_thread(self._finish, [(row.id, error, permanent, row.attempts + 1)])
             results.append((row, error, permanent))
         for row, error, permanent in results:
             if error:
@@ -201,7 +206,7 @@ class Sender:
             await self._send_chat(row)
             return
         if isinstance(self.target, Path):
-            await asyncio.to_thread(self._write_file, row)
+            await self._in_thread(self._write_file, row)
             return
         t = self.target
         try:

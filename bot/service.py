@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from store.db import Store
 from store.pg_notify import listen_processed
 
+from .background import background_executor
 from .config import Settings
 from .logs import quiet_libraries
 from .outbox import Sender
@@ -145,15 +146,18 @@ class Service:
 
     async def _checkpoint_loop(self, every: float = 1.0) -> None:
         """SQLite: checkpoint the write-ahead log in the background (see store.db)."""
+        thread = background_executor("biq-checkpoint")
+        loop = asyncio.get_running_loop()
         while not self.stop_event.is_set() and not self.store.is_postgres:
             try:
-                await asyncio.to_thread(self.store.checkpoint)
+                await loop.run_in_executor(thread, self.store.checkpoint)
             except Exception:  # noqa: BLE001 - e.g. the file is busy: next second
                 log.warning("checkpoint of the store failed; retrying", exc_info=True)
             try:
                 await asyncio.wait_for(self.stop_event.wait(), timeout=every)
             except TimeoutError:
                 pass
+        thread.shutdown(wait=False)
 
     async def stop(self) -> None:
         if getattr(self, "http", None) is not None:
@@ -182,6 +186,7 @@ class Service:
                 await asyncio.wait_for(t, timeout=10)
             except (TimeoutError, asyncio.CancelledError):
                 t.cancel()
+        self.sender.thread.shutdown(wait=True)  # a pass of files in progress is finished and recorded
 
     async def run_forever(self) -> None:
         await self.start()

@@ -18,6 +18,7 @@ from email.policy import default as default_policy
 import pytest
 from sqlalchemy import func, select
 
+from bot.background import BACKGROUND_NICE
 from bot.intake import GroupWriter, Received, store_many
 from bot.outbox import Sender
 from bot.replies import OutgoingEmail, build_email
@@ -181,6 +182,17 @@ async def test_serve_tells_flow_control_which_messages_its_workers_processed(tmp
             ids = set(s.scalars(select(InboundMessage.id)))
         await wait_for(lambda: ids <= set(service.flow._early), timeout=20)
     assert len(ids) == 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+async def test_the_sender_works_at_background_priority(tmp_path):
+    """Delivering replies yields the CPU to receiving and processing mail under a burst."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    sender = Sender(Store(url), make_settings(url, f"dir:{tmp_path / 'out'}"))
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    theirs = await sender._in_thread(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    assert theirs == min(19, mine + BACKGROUND_NICE) > mine
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the caller's is unchanged
 
 
 async def test_sender_writes_a_pass_of_files_and_records_them_at_once(tmp_path):
