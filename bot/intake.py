@@ -20,6 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from store.db import Store, utcnow
 from store.models import InboundMessage
 
+from .background import name_os_thread
+
 TRACE_HEADERS = re.compile(rb"^(?:received|return-path|delivered-to|x-original-to|x-received)\s*:.*(?:\r?\n[ \t].*)*\r?\n",
                            re.I | re.M)
 
@@ -123,6 +125,7 @@ class GroupWriter:
         self.thread.join(timeout=10)
 
     def _run(self) -> None:
+        name_os_thread("biq-intake")
         while True:
             item = self.queue.get()
             if item is None:

@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from .background import name_os_thread
 from .config import Settings
 from .metrics import FAILURES
 
@@ -153,6 +154,7 @@ def run_worker(k: int, n: int) -> int:
     from .pipeline import Pipeline
 
     _die_with_parent()
+    name_os_thread(f"biq-worker-{k}")
     settings = Settings(**json.loads(sys.stdin.buffer.readline()))
     setup_logging(verbose=False, fmt=settings.log_format)
     quiet_libraries()
