@@ -121,8 +121,11 @@ def test_smtp_bench_with_two_instances_on_postgresql(pg_database):
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    rows = [line.split() for line in proc.stdout.splitlines()[1:] if line.strip()]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("interpreter: CPython") and lines[1].split()[0] == "inst"
+    rows = [line.split() for line in lines[2:] if line.strip()]
     assert [r[0] for r in rows] == ["1", "2"] and all(float(r[3]) > 0 for r in rows)
+    assert all(0 <= float(r[-1]) < 120 for r in rows)  # every reply delivered ("sent +s")
 
 
 def test_the_migrations_build_exactly_the_models_schema(db_url):
