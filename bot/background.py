@@ -17,7 +17,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-BACKGROUND_NICE = 5  # CFS weight 335 against 1024: a quarter of a contended core, all of a free one
+BACKGROUND_NICE = 5  # scheduler weight 335 against 1024: a quarter of a contended core, all of a free one
 
 
 def name_os_thread(name: str) -> None:

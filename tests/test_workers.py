@@ -190,8 +190,10 @@ async def test_the_sender_works_at_background_priority(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     sender = Sender(Store(url), make_settings(url, f"dir:{tmp_path / 'out'}"))
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    theirs = await sender._in_thread(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    tid, theirs = await sender._in_thread(lambda: (threading.get_native_id(),
+                                                   os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
     assert theirs == min(19, mine + BACKGROUND_NICE) > mine
+    assert open(f"/proc/self/task/{tid}/comm").read().strip() == "biq-sender"  # as `top -H` shows it
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # the caller's is unchanged
 
 
