@@ -1,16 +1,10 @@
 """initial schema
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-27 05:59:24.515529
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0001'
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,16 +1,10 @@
 """chat links, callbacks, communications
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-27 06:34:06.268557
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0002'
 down_revision = '0001'
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,16 +1,10 @@
 """message-id key of inbound messages
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-27 06:47:13.647567
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0003'
 down_revision = '0002'
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

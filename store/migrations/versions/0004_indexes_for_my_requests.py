@@ -1,15 +1,9 @@
 """indexes for my requests
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-27 07:16:02.720062
 """
 from alembic import op
 
 revision = '0004'
 down_revision = '0003'
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

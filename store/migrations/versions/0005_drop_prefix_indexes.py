@@ -3,17 +3,11 @@
 ix_requests_requester_id is the first column of ix_requests_requester_date, and ix_outbox_to_addr
 of ix_outbox_to_created: every query that used them (EXPLAIN) uses the composite one instead, and
 each new request or reply no longer updates two more B-trees.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-11-27 20:10:00
 """
 from alembic import op
 
 revision = '0005'
 down_revision = '0004'
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -2,17 +2,11 @@
 
 A message's content hash is looked up through `dedupe_key` ('sha:<hash>', unique), never through
 this column; its index cost every stored message a random-page write (bench/HISTORY.md).
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-28 00:05:00
 """
 from alembic import op
 
 revision = '0006'
 down_revision = '0005'
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
