@@ -196,39 +196,39 @@ class Pipeline:
         SQLite, whose write lock covers the whole database, they are read and parsed first
         (parsing is most of the CPU) and claimed only then, so the lock is held for the database
         work alone; *shard* (k, n) makes n workers prefer different messages (id mod n), any
-        worker taking any message left waiting a few seconds. On PostgreSQL the rows are
-        claimed first (FOR UPDATE SKIP LOCKED locks only them), so no two workers or instances
-        ever parse the same message. If any message of a batch fails, the batch is rolled back
+        worker taking any message left waiting a few seconds. On PostgreSQL the transaction that
+        processes a batch first locks its rows (FOR UPDATE SKIP LOCKED: only them, and none
+        another transaction holds), so no two workers or instances ever parse the same message. If any message of a batch fails, the batch is rolled back
         and its messages are processed one by one, so a bad message only ever affects itself.
         """
         handled = 0
         while handled < limit:
-            if self.store.is_postgres:
-                rows = self._waiting(min(batch, limit - handled), None, locked_ok=False)
-                self.on_taken(len(rows))
+            size = min(batch, limit - handled)
+            if self.store.is_postgres:  # the rows its transaction locks are the batch's claim
+                rows: list = []
                 read = None
             else:
-                rows = self._waiting(min(batch, limit - handled), shard)
+                rows = self._waiting(size, shard)
                 self.on_taken(len(rows))
                 read = {row.id: self.read(row) for row in rows}
-            if not rows:
-                break
+                if not rows:
+                    break
             try:
-                n = self._process_rows(rows, read)
+                n = self._process_rows(rows, read, lock=size if self.store.is_postgres else 0)
             except Exception:  # noqa: BLE001 - isolate the culprit below
+                if not rows:  # nothing was taken: the store itself failed, the caller waits and retries
+                    raise
                 log.warning("a batch failed; processing its messages one by one", exc_info=True)
                 n = sum(self._process_alone(row, read[row.id] if read else self.read(row)) for row in rows)
             finally:
                 self.on_taken(-len(rows))
+            if not rows:
+                break
             handled += max(n, 1)  # a batch another worker claimed first still moves us on
         return handled
 
-    def _waiting(self, size: int, shard: tuple[int, int] | None, locked_ok: bool = True) -> list:
-        """Waiting messages (oldest first). With *locked_ok* False (PostgreSQL), only those no
-        other transaction holds: the ids are a hint, the claim decides."""
-        if not locked_ok:
-            with self.store.session() as s:
-                return s.connection().execute(WAITING_UNLOCKED, {"n": size, "before": utcnow()}).all()
+    def _waiting(self, size: int, shard: tuple[int, int] | None) -> list:
+        """Waiting messages (oldest first), read without a lock: the claim decides."""
         with self.store.engine.connect() as c:
             if shard is None or shard[1] <= 1:
                 return c.execute(WAITING, {"n": size, "before": utcnow()}).all()
@@ -254,13 +254,21 @@ class Pipeline:
                 return self.directory(s)
         return self._directory
 
-    def _process_rows(self, rows: list, read: dict | None) -> int:  # noqa: ANN001
+    def _process_rows(self, rows: list, read: dict | None, lock: int = 0) -> int:  # noqa: ANN001
         """Claim *rows* and process those still waiting; *read* holds their parsed form, or is
-        None to parse them once claimed."""
+        None to parse them once claimed. With *lock* (PostgreSQL), the transaction instead locks
+        up to that many waiting rows no other transaction holds, appends them to *rows*, and
+        processes them: the row locks are the claim, held until the outcome is committed (one
+        transaction and no interim 'working' row versions per batch)."""
         outcomes: list[tuple[object, Outcome]] = []
         with self.store.write_session() as s:
-            claimed = set(s.connection().execute(CLAIM, {"ids": [r.id for r in rows]}).scalars())
-            mine = [row for row in rows if row.id in claimed]
+            if lock:
+                rows += s.connection().execute(WAITING_UNLOCKED, {"n": lock, "before": utcnow()}).all()
+                self.on_taken(len(rows))
+                mine = list(rows)
+            else:
+                claimed = set(s.connection().execute(CLAIM, {"ids": [r.id for r in rows]}).scalars())
+                mine = [row for row in rows if row.id in claimed]
             if read is None:
                 read = {row.id: self.read(row) for row in mine}
             self._look_ahead(s, mine, read)

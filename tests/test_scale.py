@@ -115,7 +115,16 @@ def test_bench_scripts_run_and_print_their_table(script, args, expect):
 
 
 def test_smtp_bench_with_two_instances_on_postgresql(pg_database):
-    """The scale-out measurement of the README at a small size: one then two instances."""
+    """The scale-out measurement of the README at a small size: one then two instances, each run
+    in a new database on the server (so the second does not count the first one's replies),
+    dropped afterwards. The database it was given is left empty."""
+    import psycopg
+
+    def databases() -> set[str]:
+        with psycopg.connect(pg_database) as conn:
+            return {name for (name,) in conn.execute("SELECT datname FROM pg_database")}
+
+    before = databases()
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "smtp_bench.py"), "--messages", "60", "--clients", "4",
                            "--instances", "1,2", "--workers", "2", "--database-url", pg_database],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -126,6 +135,9 @@ def test_smtp_bench_with_two_instances_on_postgresql(pg_database):
     rows = [line.split() for line in lines[2:] if line.strip()]
     assert [r[0] for r in rows] == ["1", "2"] and all(float(r[3]) > 0 for r in rows)
     assert all(0 <= float(r[-1]) < 120 for r in rows)  # every reply delivered ("sent +s")
+    assert databases() == before, "a run's scratch database was left behind"
+    with psycopg.connect(pg_database) as conn:
+        assert conn.execute("SELECT to_regclass('inbound_messages')").fetchone() == (None,)
 
 
 def test_the_migrations_build_exactly_the_models_schema(db_url):
