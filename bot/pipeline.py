@@ -204,8 +204,8 @@ class Pipeline:
         handled = 0
         while handled < limit:
             size = min(batch, limit - handled)
-            if self.store.is_postgres:  # the rows its transaction locks are the batch's claim
-                rows: list = []
+            if self.store.is_postgres:  # the rows its transaction locks are the batch's claim:
+                rows: list = []  # _process_rows appends them, so a failed batch can be redone
                 read = None
             else:
                 rows = self._waiting(size, shard)
