@@ -198,8 +198,9 @@ class Pipeline:
         work alone; *shard* (k, n) makes n workers prefer different messages (id mod n), any
         worker taking any message left waiting a few seconds. On PostgreSQL the transaction that
         processes a batch first locks its rows (FOR UPDATE SKIP LOCKED: only them, and none
-        another transaction holds), so no two workers or instances ever parse the same message. If any message of a batch fails, the batch is rolled back
-        and its messages are processed one by one, so a bad message only ever affects itself.
+        another transaction holds), so no two workers or instances ever parse the same message.
+        If any message of a batch fails, the batch is rolled back and its messages are processed
+        one by one, so a bad message only ever affects itself.
         """
         handled = 0
         while handled < limit:
