@@ -430,3 +430,42 @@ def test_a_batch_asks_once_for_earlier_copies_and_reply_counts(db_url, tmp_path)
     assert count(store, Request) == 4
     assert count(store, Outbox) == 3  # 1 before, 2 in the batch, then the cap of 3
     store.dispose()
+
+
+def test_on_postgresql_a_batch_is_claimed_by_its_own_row_locks(pg_database, tmp_path):
+    """On PostgreSQL the transaction that processes a batch locks its waiting rows first and
+    those locks are the claim: rows another transaction holds are left to it, and a message's
+    row is written once, with its outcome (no interim 'working' version, no second
+    transaction). A trigger records every update of a message's state."""
+    from sqlalchemy import text
+
+    from bot.pipeline import Pipeline
+
+    settings = make_settings(pg_database, f"dir:{tmp_path / 'out'}")
+    store = Store(pg_database)
+    prepare_store(store, settings)
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE state_log (inbound_id integer, state text)"))
+        conn.execute(text("CREATE FUNCTION log_state() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                          "INSERT INTO state_log VALUES (NEW.id, NEW.state); RETURN NEW; END $$"))
+        conn.execute(text("CREATE TRIGGER log_state AFTER UPDATE ON inbound_messages "
+                          "FOR EACH ROW EXECUTE FUNCTION log_state()"))
+    ids = [i for i, _ in store_many(store, [Received(_request(i, 5 + i), SOPHIE, [BOT]) for i in range(6)])]
+    pipeline = Pipeline(store, settings)
+    other = store.engine.connect()  # another worker, in the middle of its batch
+    held = other.begin()
+    assert other.execute(text("SELECT id FROM inbound_messages ORDER BY id LIMIT 2 FOR UPDATE")).scalars().all() == ids[:2]
+    try:
+        assert pipeline.process_pending(batch=4) == 4
+        with store.session() as s:
+            states = dict(s.execute(select(InboundMessage.id, InboundMessage.state)).all())
+        assert [states[i] for i in ids] == ["new", "new", "done", "done", "done", "done"]
+    finally:
+        held.rollback()
+        other.close()
+    assert pipeline.process_pending(batch=4) == 2
+    with store.engine.connect() as conn:
+        log = conn.execute(text("SELECT inbound_id, state FROM state_log ORDER BY inbound_id")).all()
+    assert log == [(i, "done") for i in ids]
+    assert sorted(_requests_per_inbound(store)) == [1] * 6
+    store.dispose()
