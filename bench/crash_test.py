@@ -6,6 +6,9 @@ and processed exactly once (one request, one reply); nothing lost, nothing dupli
 
 Clients retry after a 4xx or a dropped connection, like a real sending server. Prints a table
 and exits 1 if anything was lost or duplicated.
+
+A PostgreSQL --database-url gives the server: the run gets a new database on it, dropped
+afterwards (as a SQLite run gets a new file).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import scratch  # noqa: E402
+from bench import fresh_database, scratch  # noqa: E402
 
 TZ = ZoneInfo("America/Montreal")
 SENDERS = ["sophie.tremblay.ccomtl@ssss.gouv.qc.ca", "marc.gagnon.ccomtl@ssss.gouv.qc.ca",
@@ -116,7 +119,13 @@ def main() -> int:
     args = ap.parse_args()
     random.seed(args.seed)
     tmp = scratch("biq-crash-")
-    env = dict(os.environ, BIQ_DATABASE_URL=args.database_url or f"sqlite:///{tmp / 'biq.db'}",
+    with fresh_database(args.database_url or f"sqlite:///{tmp / 'biq.db'}") as url:
+        return run(args, tmp, url)
+
+
+def run(args: argparse.Namespace, tmp: Path, url: str) -> int:
+    """Stream, kill and restart, then count; 0 when nothing was lost or duplicated."""
+    env = dict(os.environ, BIQ_DATABASE_URL=url,
                BIQ_SMTP_LISTEN=f"127.0.0.1:{free_port()}", BIQ_OUTBOUND=f"dir:{tmp / 'out'}",
                BIQ_BOT_ADDRESS="biq@ssss.gouv.qc.ca", BIQ_REPLIES_PER_SENDER_PER_HOUR="1000000",
                BIQ_POLL_INTERVAL="0.05", BIQ_OUTBOUND_LEASE_SECONDS="5")

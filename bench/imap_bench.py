@@ -4,6 +4,9 @@
 
 Needs Dovecot installed (scripts/test.sh installs it). Prints a table: messages taken per second
 by the reader alone (store + move), then with the pipeline processing them to replies.
+
+A PostgreSQL --database-url gives the server: the run gets a new database on it, dropped
+afterwards (as a SQLite run gets a new file).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import scratch  # noqa: E402
+from bench import fresh_database, scratch  # noqa: E402
 
 
 def main() -> int:
@@ -29,6 +32,12 @@ def main() -> int:
     if not Path(binary).exists():
         print("dovecot is not installed: run scripts/test.sh once, or apt-get install dovecot-imapd")
         return 1
+    tmp = scratch("biq-imap-bench-")
+    with fresh_database(args.database_url or f"sqlite:///{tmp / 'biq.db'}") as url:
+        return run(args, binary, tmp, url)
+
+
+def run(args: argparse.Namespace, binary: str, tmp: Path, url: str) -> int:
     from bot.imap_reader import ImapReader
     from bot.pipeline import Pipeline
     from bot.setup import prepare_store
@@ -37,8 +46,6 @@ def main() -> int:
     from tests.dovecot import Dovecot
     from tests.test_email_loop import complete_request, in_days, make_mail
 
-    tmp = scratch("biq-imap-bench-")
-    url = args.database_url or f"sqlite:///{tmp / 'biq.db'}"
     dovecot = Dovecot(binary).start()
     try:
         import logging
