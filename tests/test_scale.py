@@ -97,6 +97,7 @@ def test_two_instances_share_the_work_and_survive_a_kill(pg_database, tmp_path):
     ("search_bench.py", ["--requests", "3000", "--queries", "20", "--explain"], "USING INDEX ix_requests_requester_date"),
     ("memory_bench.py", ["--messages", "60", "--clients", "4"], "RSS after"),
     ("imap_bench.py", ["--messages", "50"], "IMAP reader"),
+    ("drain_bench.py", ["--messages", "60", "--instances", "1"], "total s"),
 ])
 def test_bench_scripts_run_and_print_their_table(script, args, expect):
     scratch = Path(tempfile.mkdtemp(prefix="bq"))  # short: Dovecot's socket paths have a length limit
@@ -138,6 +139,20 @@ def test_smtp_bench_with_two_instances_on_postgresql(pg_database):
     assert databases() == before, "a run's scratch database was left behind"
     with psycopg.connect(pg_database) as conn:
         assert conn.execute("SELECT to_regclass('inbound_messages')").fetchone() == (None,)
+
+
+def test_drain_bench_with_two_instances_on_postgresql(pg_database):
+    """The backlog measurement of the README at a small size: one then two instances drain the
+    same number of waiting messages, each run in its own new database."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "drain_bench.py"), "--messages", "120",
+                           "--instances", "1,2", "--database-url", pg_database],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[1].split() == ["inst", "messages", "msg/s", "total", "s", "bot", "CPU", "ms/msg"]
+    rows = [line.split() for line in lines[2:] if line.strip()]
+    assert [r[:2] for r in rows] == [["1", "120"], ["2", "120"]] and all(float(r[2]) > 0 for r in rows)
 
 
 def test_the_migrations_build_exactly_the_models_schema(db_url):
