@@ -29,6 +29,7 @@ class Settings:
     outbound_backoff_seconds: float = 30.0
     outbound_backoff_max_seconds: float = 3600.0
     outbound_lease_seconds: float = 300.0  # a reply claimed by an instance that died is retried after this
+    outbound_connections: int = 4  # connections to the SMTP relay at once, each kept for several replies
     smtp_user: str = ""
     smtp_password: str = ""
     late_cancellation_hours: int = 48
@@ -118,6 +119,8 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     s.listen_host_port  # noqa: B018 - validates early
     if not (s.outbound.startswith("dir:") or s.outbound.startswith(("smtp://", "smtps://"))):
         raise ConfigError(f"BIQ_OUTBOUND must be dir:PATH or smtp://host:port, not {s.outbound!r}")
+    if s.outbound_connections < 1:
+        raise ConfigError(f"outbound_connections must be at least 1, not {s.outbound_connections}")
     if s.event_loop not in ("uvloop", "asyncio"):
         raise ConfigError(f"BIQ_EVENT_LOOP must be uvloop or asyncio, not {s.event_loop!r}")
     return s

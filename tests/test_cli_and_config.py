@@ -102,6 +102,7 @@ def test_settings_from_toml_then_environment(tmp_path):
     ("", {"BIQ_SMTP_LISTEN": "nonsense"}, "HOST:PORT"),
     ("not toml = = =", {}, "not valid TOML"),
     ("", {"BIQ_EVENT_LOOP": "trio"}, "uvloop or asyncio"),
+    ("outbound_connections = 0\n", {}, "at least 1"),
 ])
 def test_bad_settings_are_explained(tmp_path, content, env, message):
     cfg = tmp_path / "biq.toml"

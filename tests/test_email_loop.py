@@ -19,8 +19,9 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
+from bot.outbox import Sender
 from bot.replies import format_date
-from store.db import Store
+from store.db import Store, utcnow
 from store.models import InboundMessage, Outbox, Request
 
 from .conftest import Sink, free_port, make_settings, running_bot, wait_for
@@ -281,6 +282,93 @@ async def test_relay_permanent_failure_is_recorded(db_url):
                 assert row.attempts == 1 and "550" in row.last_error
     finally:
         sink.stop()
+
+
+class PeerSink(Sink):
+    """A relay that notes which connection each message came on, and how the client greeted it."""
+
+    def __init__(self, answers: dict[int, str] | None = None) -> None:
+        super().__init__()
+        self.peers: list[tuple] = []
+        self.greetings: set[str] = set()
+        self.answers = answers or {}  # n-th DATA (1-based) → the answer given instead of 250
+        self.data_seen = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        self.data_seen += 1
+        if self.data_seen in self.answers:
+            return self.answers[self.data_seen]
+        self.peers.append(session.peer)
+        self.greetings.add(session.host_name)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def queue_replies(store: Store, n: int, to: str = "a@example.org") -> list[int]:
+    now = utcnow()
+    with store.session() as s:
+        rows = [Outbox(dedupe_key=f"k{i}", channel="email", kind="submitted", to_addr=to.replace("@", f"{i}@"),
+                       message=f"Subject: reply {i}\r\n\r\nhello\r\n".encode(), next_attempt_at=now, created_at=now)
+                for i in range(n)]
+        s.add_all(rows)
+        s.flush()
+        return [r.id for r in rows]
+
+
+async def test_a_pass_of_replies_goes_to_the_relay_over_a_few_open_connections(db_url):
+    sink = PeerSink().start()
+    settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}", outbound_connections=3)
+    store = Store(db_url)
+    store.migrate()
+    try:
+        ids = queue_replies(store, 12)
+        sender = Sender(store, settings)
+        assert await sender.deliver_due(50) == 12
+        assert sorted(m["Subject"] for m in sink.messages) == sorted(f"reply {i}" for i in range(12))
+        assert sorted(env[0] for env in sink.envelopes) == sorted(settings.verp_address(i) for i in ids)
+        assert 1 <= len(set(sink.peers)) <= 3  # connections kept open, not one per reply
+        assert sink.greetings == {settings.bot_domain}  # EHLO with the bot's own name
+        assert count(store, Outbox, Outbox.state == "sent", Outbox.attempts == 1) == 12
+        assert await sender.deliver_due(50) == 0  # nothing delivered twice
+        assert len(sink.messages) == 12
+    finally:
+        store.dispose()
+        sink.stop()
+
+
+async def test_a_refused_reply_fails_alone_and_a_closed_connection_is_reopened(db_url):
+    sink = PeerSink({3: "550 5.7.1 Refused", 5: "421 4.3.2 Closing this connection"}).start()
+    settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}", outbound_connections=1)
+    store = Store(db_url)
+    store.migrate()
+    try:
+        ids = queue_replies(store, 8)
+        assert await Sender(store, settings).deliver_due(50) == 6
+        assert len(sink.messages) == 6 and len(set(sink.peers)) == 2  # one reopened after the 421
+        with store.session() as s:
+            rows = {r.id: r for r in s.scalars(select(Outbox))}
+        assert rows[ids[2]].state == "failed" and "550" in rows[ids[2]].last_error
+        assert rows[ids[4]].state == "pending" and "421" in rows[ids[4]].last_error  # retried later
+        assert rows[ids[4]].next_attempt_at > utcnow().replace(tzinfo=rows[ids[4]].next_attempt_at.tzinfo)
+        assert all(rows[i].state == "sent" for i in ids if i not in (ids[2], ids[4]))
+    finally:
+        store.dispose()
+        sink.stop()
+
+
+async def test_an_unreachable_relay_leaves_every_reply_to_retry(db_url):
+    settings = make_settings(db_url, f"smtp://127.0.0.1:{free_port()}", outbound_connections=2)
+    store = Store(db_url)
+    store.migrate()
+    try:
+        queue_replies(store, 5)
+        assert await Sender(store, settings).deliver_due(50) == 0
+        with store.session() as s:
+            rows = s.scalars(select(Outbox)).all()
+        assert len(rows) == 5
+        assert all(r.state == "pending" and r.attempts == 1 and r.last_error.startswith("relay unreachable")
+                   for r in rows)
+    finally:
+        store.dispose()
 
 
 async def test_folder_target_writes_eml(db_url, tmp_path: Path):
