@@ -255,7 +255,9 @@ class Sender:
                     with contextlib.suppress(Exception):  # the replies are delivered; a failed QUIT changes nothing
                         await client.quit()
 
-        await asyncio.gather(*(connection() for _ in range(min(self.settings.outbound_connections, len(rows)))))
+        async with asyncio.TaskGroup() as connections:  # one failing (the store is down) stops the others
+            for _ in range(min(self.settings.outbound_connections, len(rows))):
+                connections.create_task(connection())
         for row in todo:  # every connection gave up: the relay cannot be reached now
             error = "relay unreachable: not attempted in this pass"
             await self._record(row, error, False)
