@@ -221,8 +221,8 @@ class Sender:
         """Hand *rows* to the relay over up to `outbound_connections` connections at once, each
         kept open for the next reply it takes: a connection per reply paid a TCP, SMTP (and TLS)
         handshake each time. A connection that cannot be opened ends its share of the pass: the
-        relay is down or unreachable, and the replies no connection could take are recorded as
-        such, to be retried with the others."""
+        relay is down, unreachable or refuses us (a login refused), and the replies no connection
+        could take are recorded as such, to be retried with the others."""
         tls = await self._tls_context()
         todo = deque(rows)
         results: list[tuple[object, str | None, bool]] = []
@@ -239,7 +239,7 @@ class Sender:
                             try:
                                 await client.connect()
                             except (TimeoutError, OSError, aiosmtplib.SMTPException) as exc:
-                                client, error = None, f"relay unreachable: {type(exc).__name__}: {exc}"
+                                client, error = None, f"no connection to the relay: {type(exc).__name__}: {exc}"
                                 await self._record(row, error, False)
                                 results.append((row, error, False))
                                 return
@@ -258,8 +258,8 @@ class Sender:
         async with asyncio.TaskGroup() as connections:  # one failing (the store is down) stops the others
             for _ in range(min(self.settings.outbound_connections, len(rows))):
                 connections.create_task(connection())
-        for row in todo:  # every connection gave up: the relay cannot be reached now
-            error = "relay unreachable: not attempted in this pass"
+        for row in todo:  # every connection gave up: the relay is down, unreachable or refuses us
+            error = "no connection to the relay: not attempted in this pass"
             await self._record(row, error, False)
             results.append((row, error, False))
         return results

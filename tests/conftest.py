@@ -91,11 +91,11 @@ def free_port() -> int:
 class Sink:
     """A real SMTP server (aiosmtpd) that keeps what it receives: the relay the bot sends to."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, **smtp_options) -> None:  # noqa: ANN003 - aiosmtpd.smtp.SMTP's (TLS, AUTH)
         self.messages: list[email.message.EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self._port = port or free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self._port)
+        self.controller = Controller(self, hostname="127.0.0.1", port=self._port, **smtp_options)
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
         self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import ssl
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -17,6 +18,8 @@ from zoneinfo import ZoneInfo
 import aiosmtplib
 import psycopg
 import pytest
+import trustme
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import func, select
 
 from bot.outbox import Sender
@@ -287,10 +290,11 @@ async def test_relay_permanent_failure_is_recorded(db_url):
 class PeerSink(Sink):
     """A relay that notes which connection each message came on, and how the client greeted it."""
 
-    def __init__(self, answers: dict[int, str] | None = None) -> None:
-        super().__init__()
+    def __init__(self, answers: dict[int, str] | None = None, **smtp_options) -> None:  # noqa: ANN003
+        super().__init__(**smtp_options)
         self.peers: list[tuple] = []
         self.greetings: set[str] = set()
+        self.secured: list[bool] = []
         self.answers = answers or {}  # n-th DATA (1-based) → the answer given instead of 250
         self.data_seen = 0
 
@@ -300,13 +304,14 @@ class PeerSink(Sink):
             return self.answers[self.data_seen]
         self.peers.append(session.peer)
         self.greetings.add(session.host_name)
+        self.secured.append(session.ssl is not None and session.authenticated)
         return await super().handle_DATA(server, session, envelope)
 
 
-def queue_replies(store: Store, n: int, to: str = "a@example.org") -> list[int]:
+def queue_replies(store: Store, n: int, to: str = "a@example.org", key: str = "k") -> list[int]:
     now = utcnow()
     with store.session() as s:
-        rows = [Outbox(dedupe_key=f"k{i}", channel="email", kind="submitted", to_addr=to.replace("@", f"{i}@"),
+        rows = [Outbox(dedupe_key=f"{key}{i}", channel="email", kind="submitted", to_addr=to.replace("@", f"{i}@"),
                        message=f"Subject: reply {i}\r\n\r\nhello\r\n".encode(), next_attempt_at=now, created_at=now)
                 for i in range(n)]
         s.add_all(rows)
@@ -330,6 +335,36 @@ async def test_a_pass_of_replies_goes_to_the_relay_over_a_few_open_connections(d
         assert count(store, Outbox, Outbox.state == "sent", Outbox.attempts == 1) == 12
         assert await sender.deliver_due(50) == 0  # nothing delivered twice
         assert len(sink.messages) == 12
+    finally:
+        store.dispose()
+        sink.stop()
+
+
+async def test_replies_go_to_a_relay_that_requires_starttls_and_a_login(db_url, tmp_path, monkeypatch):
+    """The relay of a real deployment: port 587, STARTTLS, then AUTH; a certificate the sender
+    checks (here from a test CA, trusted through SSL_CERT_FILE as a system's CA bundle would be)."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    logins: list[bool] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+        logins.append(auth_data == LoginPassword(b"biq", b"s3cret"))
+        return AuthResult(success=logins[-1])
+
+    sink = PeerSink(tls_context=server_tls, require_starttls=True, authenticator=authenticator,
+                    auth_require_tls=True).start()
+    settings = make_settings(db_url, f"smtp://127.0.0.1:{sink.port}?starttls=true", smtp_user="biq",
+                             smtp_password="s3cret", outbound_connections=2)
+    store = Store(db_url)
+    store.migrate()
+    try:
+        queue_replies(store, 6)
+        assert await Sender(store, settings).deliver_due(50) == 6
+        assert len(sink.messages) == 6 and all(sink.secured)  # each over TLS, after a login
+        assert logins == [True] * len(set(sink.peers)) and len(logins) <= 2  # a handshake per connection
     finally:
         store.dispose()
         sink.stop()
@@ -365,7 +400,7 @@ async def test_an_unreachable_relay_leaves_every_reply_to_retry(db_url):
         with store.session() as s:
             rows = s.scalars(select(Outbox)).all()
         assert len(rows) == 5
-        assert all(r.state == "pending" and r.attempts == 1 and r.last_error.startswith("relay unreachable")
+        assert all(r.state == "pending" and r.attempts == 1 and r.last_error.startswith("no connection to the relay")
                    for r in rows)
     finally:
         store.dispose()
