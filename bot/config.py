@@ -29,7 +29,7 @@ class Settings:
     outbound_backoff_seconds: float = 30.0
     outbound_backoff_max_seconds: float = 3600.0
     outbound_lease_seconds: float = 300.0  # a reply claimed by an instance that died is retried after this
-    outbound_connections: int = 4  # connections to the SMTP relay at once, each kept for several replies
+    outbound_connections: int = 4  # connections to the SMTP relay (or chats sent to) at once
     smtp_user: str = ""
     smtp_password: str = ""
     late_cancellation_hours: int = 48

@@ -185,18 +185,9 @@ class Sender:
             await self._in_thread(self._finish, [(r.id, err, False, r.attempts + 1) for r, err, _ in results])
         elif emails:
             results += await self._deliver_to_relay(emails)
-        for row in rows:
-            if row.channel == "email":
-                continue
-            error, permanent = None, False
-            try:
-                await self._send_chat(row)
-            except PermanentFailure as exc:
-                error, permanent = str(exc), True
-            except OSError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            await self._record(row, error, permanent)
-            results.append((row, error, permanent))
+        chats = [r for r in rows if r.channel != "email"]
+        if chats:
+            results += await self._deliver_to_chats(chats)
         for row, error, permanent in results:
             if error:
                 FAILURES.labels("delivery_permanent" if permanent else "delivery_retry").inc()
@@ -262,6 +253,34 @@ class Sender:
             error = "no connection to the relay: not attempted in this pass"
             await self._record(row, error, False)
             results.append((row, error, False))
+        return results
+
+    async def _deliver_to_chats(self, rows: list) -> list[tuple[object, str | None, bool]]:
+        """Chat replies: each chat's in the order they were queued (a status after the reply it
+        follows), up to `outbound_connections` chats at once, since each Bot API call waits for a
+        round trip to Telegram."""
+        by_chat: dict[str, list] = {}
+        for row in rows:
+            by_chat.setdefault(row.to_addr, []).append(row)
+        results: list[tuple[object, str | None, bool]] = []
+        turns = asyncio.Semaphore(self.settings.outbound_connections)
+
+        async def chat(replies: list) -> None:
+            async with turns:
+                for row in replies:
+                    error, permanent = None, False
+                    try:
+                        await self._send_chat(row)
+                    except PermanentFailure as exc:
+                        error, permanent = str(exc), True
+                    except OSError as exc:
+                        error = f"{type(exc).__name__}: {exc}"
+                    await self._record(row, error, permanent)
+                    results.append((row, error, permanent))
+
+        async with asyncio.TaskGroup() as chats:
+            for replies in by_chat.values():
+                chats.create_task(chat(replies))
         return results
 
     async def _tls_context(self) -> ssl.SSLContext:

@@ -27,6 +27,8 @@ class FakeBotApi:
         self.sent: list[dict] = []  # every call other than getUpdates/getMe, with its parameters
         self.cond = threading.Condition()
         self._ids = itertools.count(1)
+        self.delay = 0.0  # seconds each sendMessage takes, as over a network
+        self.in_flight = self.most_in_flight = 0
         self._update_ids = itertools.count(900_000)
         api = self
 
@@ -94,6 +96,13 @@ class FakeBotApi:
                     if self.updates or time.monotonic() >= deadline:
                         return list(self.updates)
                     self.cond.wait(timeout=max(0.01, deadline - time.monotonic()))
+        if method == "sendMessage" and self.delay:
+            with self.cond:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            time.sleep(self.delay)
+            with self.cond:
+                self.in_flight -= 1
         with self.cond:
             self.sent.append({"method": method, **params})
             self.cond.notify_all()

@@ -4,14 +4,17 @@ server, with the whole bot running (SMTP in, pipeline, outbox to a real SMTP sin
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from telegram.ext import Application
 
+from bot.outbox import Sender
 from bot.reports import billing
 from store.db import Store, utcnow
-from store.models import LinkCode, Request
+from store.models import LinkCode, Outbox, Request
 
 from .conftest import make_settings, running_bot, wait_for
 from .fake_bot_api import FakeBotApi
@@ -242,4 +245,34 @@ async def test_webhook_mode_checks_the_secret_token(db_url, sink):
                 assert ok.status_code == 200
             assert "/offer" in (await reply_to(api, STAFF))[0]["text"]
     finally:
+        api.stop()
+
+
+async def test_chat_replies_go_out_to_several_chats_at_once_each_in_order(db_url, tmp_path):
+    """Each Bot API call waits for a round trip to Telegram: a burst's chat replies go to
+    `outbound_connections` chats at once, and each chat gets its replies in the order queued."""
+    api = FakeBotApi().start()
+    api.delay = 0.2
+    settings = make_settings(db_url, f"dir:{tmp_path}", telegram_token=api.token, telegram_api_url=api.base_url,
+                             outbound_connections=3)
+    store = Store(db_url)
+    store.migrate()
+    app = Application.builder().token(api.token).base_url(api.base_url).build()
+    await app.initialize()
+    try:
+        chats = [800000001, 800000002, 800000003, 800000004]
+        now = utcnow()
+        with store.session() as s:
+            s.add_all(Outbox(dedupe_key=f"c{chat}-{i}", channel="telegram", kind="submitted", to_addr=str(chat),
+                             message=json.dumps({"text": f"reply {i}"}).encode(), next_attempt_at=now, created_at=now)
+                      for i in range(3) for chat in chats)
+        sender = Sender(store, settings)
+        sender.telegram = app.bot
+        assert await sender.deliver_due(50) == 12
+        for chat in chats:
+            assert [m["text"] for m in api.messages_to(chat)] == ["reply 0", "reply 1", "reply 2"]
+        assert api.most_in_flight == 3  # three chats at once, never more
+    finally:
+        await app.shutdown()
+        store.dispose()
         api.stop()
