@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import ssl
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, text
@@ -125,12 +126,13 @@ def _check_outbound(settings: Settings) -> Check:
     target = parse_target(settings)
     if not isinstance(target, SmtpTarget):
         return Check("outbound", True, f"replies are written to the folder {target}")
-    try:
-        cls = smtplib.SMTP_SSL if target.tls else smtplib.SMTP
-        with cls(target.host, target.port, timeout=5) as c:
+    try:  # as the sender connects: TLS when offered, and the certificate checked (smtplib's own default is not)
+        tls = ssl.create_default_context()
+        with (smtplib.SMTP_SSL(target.host, target.port, timeout=5, context=tls) if target.tls
+              else smtplib.SMTP(target.host, target.port, timeout=5)) as c:
             c.ehlo()
-            if target.starttls:
-                c.starttls()
+            if not target.tls and (target.starttls or (target.starttls is None and c.has_extn("starttls"))):
+                c.starttls(context=tls)
                 c.ehlo()
             if target.user:
                 c.login(target.user, target.password)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import ssl
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
+import trustme
 from sqlalchemy import select
 
 from bot.cli import main
@@ -16,7 +18,7 @@ from bot.setup import prepare_store
 from store.db import Store
 from store.models import Outbox, Request
 
-from .conftest import free_port, make_settings, running_bot, wait_for
+from .conftest import Sink, free_port, make_settings, running_bot, wait_for
 from .test_email_loop import complete_request, in_days, make_mail, send
 
 TZ = ZoneInfo("America/Montreal")
@@ -55,6 +57,26 @@ def test_check_config_says_what_is_wrong(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["check-config"]) == 0
     assert "PROBLEM" not in capsys.readouterr().out
+
+
+def test_check_config_checks_the_relay_certificate_as_the_sender_does(tmp_path, monkeypatch, capsys):
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    sink = Sink(tls_context=server_tls).start()  # offers STARTTLS, as most relays do
+    try:
+        monkeypatch.setenv("BIQ_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+        monkeypatch.setenv("BIQ_OUTBOUND", f"smtp://127.0.0.1:{sink.port}")
+        assert main(["init"]) == 0
+        capsys.readouterr()
+        assert main(["check-config"]) == 1  # a certificate no trusted authority signed: the sender would fail
+        out = capsys.readouterr().out
+        assert "PROBLEM outbound" in out and "SSLCertVerificationError" in out
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # as if the system trusted it
+        assert main(["check-config"]) == 0
+    finally:
+        sink.stop()
 
 
 async def test_healthz_and_metrics(db_url, sink):
