@@ -2,7 +2,11 @@
 a burst of requests) delivered by the bot's sender to an aiosmtpd relay in another process,
 which can answer each command after a delay, as a relay across a network does.
 
-    python bench/relay_bench.py [--replies 1000] [--connections 1,4] [--delay-ms 0,5]
+    python bench/relay_bench.py [--replies 1000] [--connections 1,4] [--delay-ms 0,5] [--tls]
+
+With --tls the relay requires STARTTLS, with a certificate from a throw-away authority (trustme,
+one of the test dependencies) that the sender is made to trust, as a deployment's relay on
+port 587 does.
 
 The sender runs in this process as it does in `serve` (an asyncio task, the store's work in
 its background thread): "sender CPU" is this process's CPU time per reply, the relay's not
@@ -25,8 +29,9 @@ sys.path.insert(0, str(ROOT))
 from bench import interpreter, scratch  # noqa: E402
 
 
-def run_relay(port: int, delay: float, received, ready) -> None:  # noqa: ANN001 - multiprocessing objects
-    """The relay: accepts everything, counts it, and answers each command *delay* seconds late."""
+def run_relay(port: int, delay: float, received, ready, tls=None) -> None:  # noqa: ANN001 - multiprocessing objects
+    """The relay: accepts everything, counts it, and answers each command *delay* seconds late;
+    with *tls* (a server SSLContext) it requires STARTTLS first."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP
 
@@ -44,7 +49,7 @@ def run_relay(port: int, delay: float, received, ready) -> None:  # noqa: ANN001
 
     class LateController(Controller):
         def factory(self) -> SMTP:
-            return Late(self.handler, hostname="relay.bench")
+            return Late(self.handler, hostname="relay.bench", tls_context=tls, require_starttls=tls is not None)
 
     controller = LateController(Count(), hostname="127.0.0.1", port=port)
     controller.start()
@@ -80,13 +85,13 @@ def queue_replies(url: str, n: int) -> None:
     store.dispose()
 
 
-async def deliver_all(url: str, port: int, connections: int, n: int) -> tuple[int, float]:
+async def deliver_all(url: str, outbound: str, connections: int, n: int) -> tuple[int, float]:
     """(replies delivered, seconds) for the sender's passes until nothing is due."""
     from bot.config import Settings
     from bot.outbox import Sender
     from store.db import Store
 
-    settings = Settings(database_url=url, bot_address="biq@ssss.gouv.qc.ca", outbound=f"smtp://127.0.0.1:{port}",
+    settings = Settings(database_url=url, bot_address="biq@ssss.gouv.qc.ca", outbound=outbound,
                         outbound_connections=connections)
     store = Store(url)
     sender = Sender(store, settings)
@@ -102,13 +107,35 @@ async def deliver_all(url: str, port: int, connections: int, n: int) -> tuple[in
     return delivered, seconds
 
 
+def trusted_server_context():  # noqa: ANN201 - ssl.SSLContext
+    """A certificate for 127.0.0.1 from a throw-away authority that this process's TLS clients
+    trust (SSL_CERT_FILE, read where the sender builds its context), and the relay's context."""
+    import os
+    import ssl
+
+    try:
+        import trustme
+    except ImportError:
+        raise SystemExit("--tls needs trustme (pip install -e '.[test]')") from None
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    pem = scratch("biq-relay-ca-") / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    os.environ["SSL_CERT_FILE"] = str(pem)
+    return server
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replies", type=int, default=1000)
     ap.add_argument("--connections", default="1,4", help="outbound_connections to try, e.g. 1,4,8")
     ap.add_argument("--delay-ms", default="0,5", help="the relay's delay before each answer, e.g. 0,5,20")
+    ap.add_argument("--tls", action="store_true", help="the relay requires STARTTLS (needs trustme)")
     args = ap.parse_args()
+    server_tls = trusted_server_context() if args.tls else None
     print(f"interpreter: {interpreter()}")
+    print(f"relay: {'STARTTLS required' if args.tls else 'plain SMTP'}")
     print(f"{'delay ms':>8} {'conns':>5} {'replies':>7} {'replies/s':>9} {'sender CPU ms/reply':>19}")
     fork = multiprocessing.get_context("fork")
     for delay in (float(x) for x in args.delay_ms.split(",")):
@@ -116,7 +143,7 @@ def main() -> int:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         received, ready = fork.Value("i", 0), fork.Event()
-        relay = fork.Process(target=run_relay, args=(port, delay / 1000, received, ready), daemon=True)
+        relay = fork.Process(target=run_relay, args=(port, delay / 1000, received, ready, server_tls), daemon=True)
         relay.start()
         ready.wait(30)
         try:
@@ -124,7 +151,8 @@ def main() -> int:
                 url = f"sqlite:///{scratch('biq-relay-bench-') / 'biq.db'}"
                 queue_replies(url, args.replies)
                 before, cpu0 = received.value, time.process_time()
-                delivered, seconds = asyncio.run(deliver_all(url, port, connections, args.replies))
+                outbound = f"smtp://127.0.0.1:{port}" + ("?starttls=true" if args.tls else "")
+                delivered, seconds = asyncio.run(deliver_all(url, outbound, connections, args.replies))
                 cpu = (time.process_time() - cpu0) * 1000 / max(delivered, 1)
                 if delivered != args.replies or received.value - before != delivered:
                     raise SystemExit(f"{delivered} recorded as delivered, {received.value - before} received by the relay, "

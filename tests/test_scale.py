@@ -99,6 +99,7 @@ def test_two_instances_share_the_work_and_survive_a_kill(pg_database, tmp_path):
     ("imap_bench.py", ["--messages", "50"], "IMAP reader"),
     ("drain_bench.py", ["--messages", "60", "--instances", "1"], "total s"),
     ("relay_bench.py", ["--replies", "60", "--connections", "1,4", "--delay-ms", "0,2"], "replies/s"),
+    ("relay_bench.py", ["--replies", "30", "--connections", "2", "--delay-ms", "0", "--tls"], "STARTTLS required"),
     ("smtp_bench.py", ["--messages", "40", "--clients", "4", "--relay"], "bare msg/s"),
 ])
 def test_bench_scripts_run_and_print_their_table(script, args, expect):
