@@ -4,6 +4,8 @@ announce, then delivered by `Sender` to an SMTP relay or a folder of .eml files.
 Delivery claims a row by pushing its `next_attempt_at` forward (a lease) in a short transaction,
 so several instances can share the outbox and a crashed sender's rows come back by themselves.
 A 5xx answer is permanent (recorded, never retried); anything else is retried with backoff.
+A pass's replies to a relay share a few connections kept open, and its chat replies go to a few
+chats at once: under a burst each reply would otherwise wait for its own handshakes and round trips.
 """
 
 from __future__ import annotations
