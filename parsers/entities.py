@@ -203,10 +203,15 @@ MODE_PATTERNS = {
                             r"a domicile|home visit)\b"),
     "phone": scanner("abcopt", r"\b(?:telephonique|par telephone|au telephone|by phone|over the phone|by telephone|"
                         r"phone call|phone interpretation|telephone interpretation|appel telephonique|"
-                        r"conference call|par tel)\b"),
+                        r"conference call|par tel)\b|(?<=, )(?:phone|telephone)(?=\s*(?:[.;]|\n|$))"),
     "video": scanner("eoptvwz", r"\b(?:visio|visioconference|videoconference|video|par video|en video|teams|zoom|"
                         r"webex|virtual|virtuel|virtuelle|en ligne|online|telesante|teleconsultation|"
                         r"video call)\b"),
+}
+FORM_MODE_WORDS = {
+    "phone": re.compile(r"^\W*(?:telephone|phone|tel|telephonique)\b"),
+    "video": re.compile(r"^\W*(?:video|visio)\b"),
+    "in_person": re.compile(r"^\W*(?:presence|personne|person|physique)\b"),
 }
 IMPLIED_IN_PERSON = scanner("adit", r"\b(?:au|a l'|a la|at the|at our|a notre|dans nos|in our|to our)\s*"
                                r"(?:clsc|hopital|clinique|clinic|hospital|locaux|bureau|office)\b")
@@ -216,6 +221,8 @@ def mode(folded: str, form: dict) -> str | None:
     if "mode" in form and form["mode"][0]:
         v = _f(form["mode"][0])
         hits = {name for name, rx in MODE_PATTERNS.items() if rx.search(v)}
+        if not hits:  # a form's value may be the bare word: "Mode : Téléphone"
+            hits = {name for name, rx in FORM_MODE_WORDS.items() if rx.match(v)}
         if len(hits) == 1:
             return hits.pop()
     hits: dict[str, int] = {}
@@ -258,7 +265,10 @@ NOTIFY_NO = re.compile(r"\b(?:pas besoin d'(?:aviser|appeler|rappeler|prevenir|c
                        r"don't (?:call|notify|contact))")
 NOTIFY_YES = re.compile(r"\b(?:aviser|avisez|rappeler|rappelle|rappelez|prevenir|previenne|"
                         r"remind|notify|confirmer le rendez-vous|confirm the appointment|"
-                        r"lui rappeler|rappel)\b")
+                        r"lui rappeler|rappel|"
+                        r"(?:call|phone|contact|text|appeler|telephoner|contacter|joindre)\b[^.\n]{0,40}"
+                        r"\b(?:la veille|the day before|the night before|beforehand|ahead of time|in advance|"
+                        r"a l'avance|d'avance))\b")
 USER_WORDS = re.compile(r"\b(?:usager|usagere|patient|patiente|maman|mere|pere|papa|parent|parents|famille|"
                         r"family|mother|father|mom|dad|user|client|cliente|beneficiaire|monsieur|madame|"
                         r"son numero|her number|his number|their number|la dame|le monsieur|l'enfant|"
@@ -326,11 +336,17 @@ NOT_REASON_START = re.compile(
     r"biq\b|#|ref\b|request|demande|the request|this request|cette demande|the appointment|this appointment|"
     r"le rendez-vous|ce rendez-vous|le rdv|ce rdv|it\b|cela|ca\b)")
 REASON_STOP = re.compile(r"[.;!?\n]|,\s|\s-\s|\s\(|\s(?:avec l'|le \d|on (?:mon|tue|wed|thu|fri|sat|sun)|prevue? le)")
-TRAILING = re.compile(r"(?:\s+(?:au|aux|a|à|at|in|de|du|des|the|en|on|le|la|les|l'|for|pour|with|avec|et|and|"
+TRAILING = re.compile(r"(?:\s+(?:d['’]environ|environ|about|around|approximately|au|aux|a|à|at|in|de|du|des|the|en|on|le|la|les|l'|for|pour|with|avec|et|and|"
                       r"par|by|qui|who|dans|chez|d'|un|une|a))+\s*$", re.I)
 LEADING_PATIENT = re.compile(r"^(?:(?:a )?patient who is |(?:un |une )?patiente? qui |the patient is )", re.I)
 
 
+# "son rendez-vous", "les rencontres suivantes", "another appointment": an appointment, not why
+GENERIC_APPOINTMENT = re.compile(
+    r"^(?:(?:son|sa|ses|mon|ma|mes|leur|leurs|votre|vos|notre|nos|his|her|their|my|your|our|un|une|le|la|les|"
+    r"l'|the|an?|autre|autres|another|other|prochaine?s?|next|same|meme|these|ces|cette|ce|this)\s*)*"
+    r"(?:rendez-vous|rdv|rencontres?|appointments?|meetings?|visits?|visites?|seances?|sessions?)"
+    r"(?:\s+(?:suivante?s?|following|below|ci-dessous|prevue?s?|scheduled|habituelle?s?|usual))?$")
 SHORT_SENTENCE = re.compile(r"(?:^|(?<=[.!?]\s)|(?<=\n))([^.!?\n]{4,80})(?=[.!?]|\n|$)")
 
 
@@ -352,7 +368,7 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
         end = _phrase_end(folded, start, claimed)
         phrase = original[start:end]
         phrase = TRAILING.sub("", phrase).strip(" ,:-")
-        if len(phrase) < 3 or not APPOINTMENT_NOUNS.search(_f(phrase)):
+        if len(phrase) < 3 or not APPOINTMENT_NOUNS.search(_f(phrase)) or GENERIC_APPOINTMENT.match(_f(phrase)):
             continue
         if len(phrase.split()) > 12:
             continue
@@ -368,7 +384,9 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
                     r"assessment|appointment|meeting|visite|atelier|examen|therapie|therapy|vaccination)\b", f) \
                 or re.match(r"^\w+ (?:follow-up|sessions?|assessment|appointment|consultation)\b", f):
             s2 = s[:_phrase_end(_f(s), 0, [(a - sm.start(1), b - sm.start(1)) for a, b in claimed], commas=False)]
-            return TRAILING.sub("", s2).strip(" ,:-") or None
+            phrase = TRAILING.sub("", s2).strip(" ,:-")
+            if phrase and not GENERIC_APPOINTMENT.match(_f(phrase)):
+                return phrase
     return None
 
 

@@ -35,14 +35,19 @@ def find_ref(subject_folded: str, body_folded: str) -> str | None:
 
 
 CANCEL = re.compile(r"\b(?:annuler|annulez|annule|annulation|annulee|cancel|cancelled|canceled|cancellation|"
-                    r"n'aurons plus besoin|n'avons plus besoin|no longer need|don't need .{0,20}anymore)\b")
+                    r"n'(?:ai|a|avons|aurai|aura|aurons|auront|ont) plus besoin|"
+                    r"(?:n'est|ne sera) plus (?:necessaire|requise?)|"
+                    r"no longer (?:need|needed|required|necessary)|(?:don't|do not|won't|will not) need .{0,20}anymore|"
+                    r"(?:is|are) not (?:needed|required) anymore)\b")
 STATUS = re.compile(
     r"\b(?:mes demandes|my requests|liste de mes|list of my|where (?:is|are) (?:it|my|we)|ou (?:elle|il) en est|"
     r"ou en est|any update|an update|des nouvelles|suivi de (?:la|ma|mes) demande|status|statut|"
     r"toujours pas recu|still waiting|pas encore (?:recu|eu) de confirmation|est-ce confirme|is it confirmed|"
     r"been assigned|been confirmed|avez-vous trouve|avez trouve|vous avez trouve|a-t-on trouve|"
     r"trouve quelqu'un|found someone|found an interpreter|mes reservations|my bookings|upcoming requests|"
-    r"demandes en cours|demandes a venir)")
+    r"demandes en cours|demandes a venir|interprete (?:a|a-t-il|a-t-elle) ete (?:trouvee?|assignee?)|"
+    r"avez-vous pu trouver|avez pu trouver|interpreter (?:has been|been) (?:found|assigned)|"
+    r"did you find|were you able to find|any news)")
 MODIFY = re.compile(
     r"\b(?:modifier|modification|modif|changement|changer|change|changed|deplace|deplacer|deplacee|reporter|"
     r"reporte|reschedule|rescheduled|move|moved|au lieu de|instead of|plutot|correction|finalement|"

@@ -55,13 +55,17 @@ MONTH_DAY = scanner(r"adfjlmnostvw",
 RELATIVE_DAY = scanner(r"actd",
     r"\b(apres[- ]demain|the day after tomorrow|demain|tomorrow|tomorow|tmrw|tmr|aujourd'?\s?hui|today|tonight|"
     r"ce soir)\b")
-WEEKDAY_PHRASE = scanner(r"cdfjlmnstvw",
-    rf"\b(?:(la semaine prochaine|next week|the week after)\s*,?\s+)?(?:(ce|cette|this|next|coming)\s+)?"
+# a week named before its weekday: "la semaine prochaine, le mercredi", "dans deux semaines, mardi"
+_TWO_WEEKS = ("the week after", "dans deux semaines", "dans 2 semaines", "in two weeks", "in 2 weeks")
+_WEEK_AHEAD = "|".join(("la semaine prochaine", "next week", *_TWO_WEEKS))
+WEEK_AHEAD = re.compile(rf"\b(?:{_WEEK_AHEAD}|semaine prochaine|semaine suivante|week after)\b")
+WEEKDAY_PHRASE = scanner(r"cdfijlmnstvw",
+    rf"\b(?:({_WEEK_AHEAD})\s*,?\s+(?:(?:le|on|the)\s+)?)?(?:(ce|cette|this|next|coming)\s+)?"
     rf"({_LONG_WD})s?\b(?:\s+(prochain|prochaine|qui vient|de la semaine prochaine|next week|"
     rf"de la semaine suivante|in two weeks|dans deux semaines))?"
     rf"(?:,?\s+(?:le\s+|the\s+)?(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?!\s*[/.]\d)(?!\s+(?:{_MONTH})\b))?")
 
-TIME_H = scanner(r"\d", r"(?<![\d:/.,-])([01]?\d|2[0-3])\s?h\s?([0-5]\d)?(?![a-z\d])")
+TIME_H = scanner(r"\d", r"(?:(?<![\d:/.,-])|(?<=\dh-)|(?<=\dh\d\d-))([01]?\d|2[0-3])\s?h\s?([0-5]\d)?(?![a-z\d])")
 TIME_COLON = scanner(r"\d", r"(?<![\d:/.])([01]?\d|2[0-3])[:h]([0-5]\d)(?:\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z]))?(?!\d)")
 TIME_AMPM = scanner(r"\d", r"(?<![\d:/.])(1[0-2]|0?[1-9])\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")
 TIME_WORD = scanner(r"mn", r"(?<!apres-)(?<!apres )(?<!after)\b(midi|noon|minuit|midnight)\b")
@@ -265,7 +269,7 @@ def find_dates(t: str, today: date) -> list[DateMention]:
         monday_next = today - timedelta(days=today.weekday()) + timedelta(days=7)
         in_next_week = monday_next + timedelta(days=wd)
         uncertain = False
-        if after in ("in two weeks", "dans deux semaines") or week_before == "the week after":
+        if after in ("in two weeks", "dans deux semaines") or week_before in _TWO_WEEKS:
             d = in_next_week + timedelta(days=7)
         elif next_week:
             d = in_next_week
@@ -274,6 +278,8 @@ def find_dates(t: str, today: date) -> list[DateMention]:
             uncertain = d != coming  # "vendredi prochain" on a Thursday: tomorrow or in 8 days?
         else:
             d = coming
+            # "la semaine prochaine … mercredi": a week named apart from the weekday may move it
+            uncertain = bool(WEEK_AHEAD.search(t, max(0, m.start() - 80), m.end() + 80))
         if daynum:
             # "jeudi le 3": the next Thursday that is the 3rd (Québec usage, month implied)
             n = int(daynum)

@@ -51,6 +51,12 @@ def appts(directory, text, today=FRI, **kw):
     ("Interprète tamoul pour le 4 décembre prochain à 10h30. La rencontre durera environ 1h.",
      [("2026-12-04", "10:30", 60)]),
     ("Please book a Romanian interpreter for Dec 14 at 3 pm, 1.5 hours.", [("2026-12-14", "15:00", 90)]),
+    ("Interprète lingala le 9 décembre, 10h-11h, au CLSC.", [("2026-12-09", "10:00", 60)]),
+    ("Interprète lingala le 9 décembre, 9h30-11h.", [("2026-12-09", "09:30", 90)]),
+    # a week named before the weekday moves it (said on Friday 20 Nov)
+    ("Interprète la semaine prochaine, le mercredi à 14h, 1h.", [("2026-11-25", "14:00", 60)]),
+    ("Interprète dans deux semaines, le mardi, à 14h. 1h.", [("2026-12-01", "14:00", 60)]),
+    ("Interpreter in two weeks on Tuesday at 2 pm, 1 hour.", [("2026-12-01", "14:00", 60)]),
 ])
 def test_dates_times_durations(directory, text, expected):
     assert appts(directory, text) == expected
@@ -63,6 +69,14 @@ def test_dates_times_durations(directory, text, expected):
 def test_uncertain_dates_are_null(directory, text):
     got = appts(directory, text, today=THU)
     assert got and all(a[0] is None for a in got)
+
+
+def test_a_week_named_apart_from_a_bare_weekday_makes_it_uncertain(directory):
+    # said on Monday 16 Nov: "mercredi" alone is the 18th, but the week named before may mean the 25th
+    assert appts(directory, "Rendez-vous la semaine prochaine. Mercredi à 14h, 1h.", today=MON) == [(None, "14:00", 60)]
+    assert appts(directory, "Interprète mercredi à 14h, 1h.", today=MON) == [("2026-11-18", "14:00", 60)]
+    assert appts(directory, "Interprète la semaine prochaine, le mercredi à 14h, 1h.", today=MON) == [
+        ("2026-11-25", "14:00", 60)]
 
 
 def test_two_written_dates_side_by_side_stay_two(directory):
@@ -182,6 +196,18 @@ def test_phone_of_the_user_not_of_the_sender(directory):
     assert got["notify_user"] is False
 
 
+def test_mode_as_a_bare_word(directory):
+    assert p(directory, "Interprète arabe\nDate : 8 décembre\nHeure : 10h\nMode : Téléphone\n")["mode"] == "phone"
+    assert p(directory, "Tamil interpreter, Thursday December 10, 8:00-9:00, phone.")["mode"] == "phone"
+    assert p(directory, "Tamil interpreter on December 10 at 8:00. Phone: 514 555 0100")["mode"] is None
+
+
+def test_calling_the_user_ahead_is_notifying_them(directory):
+    got = p(directory, "Tamil interpreter on Dec 10 at 8:00. The patient's number is 514 555 0177, "
+                       "please call him the day before.")
+    assert (got["notify_user"], got["user_phone"]) == (True, "514-555-0177")
+
+
 @pytest.mark.parametrize("text,mode", [
     ("en visioconférence (Teams)", "video"),
     ("par Zoom", "video"),
@@ -204,6 +230,10 @@ def test_mode(directory, text, mode):
     ("Pour la BIQ-5034 ce sera finalement par téléphone.", "modify", "BIQ-005034"),
     ("Je dois annuler la demande no 4821.", "cancel", "BIQ-004821"),
     ("Any update on ref. 4966?", "status", "BIQ-004966"),
+    ("Pourriez-vous confirmer si un interprète a été trouvé pour la demande BIQ-5100 ?", "status", "BIQ-005100"),
+    ("Has an interpreter been assigned to request 5101 yet?", "status", "BIQ-005101"),
+    ("Je n'ai plus besoin de l'interprète pour demain 14h au CLSC (espagnol).", "cancel", None),
+    ("The interpreter is no longer needed for BIQ-5102.", "cancel", "BIQ-005102"),
 ])
 def test_intents_and_references(directory, text, intent, ref):
     got = p(directory, text)
@@ -232,6 +262,14 @@ def test_reason_phrases(directory):
     assert p(directory, "Interprète arabe le 8 décembre à 10h pour une consultation en cardiologie au CHUM.")["reason"] \
         == "consultation en cardiologie"
     assert p(directory, "Interpreter on Dec 8 at 10 am for his annual check-up.")["reason"] == "annual check-up"
+
+
+def test_an_appointment_named_without_its_purpose_is_no_reason(directory):
+    text = "Interprète mandarin pour les rencontres suivantes :\n- 1er décembre, 9h à 10h\n- 8 décembre, 9h à 10h\n"
+    assert p(directory, text)["reason"] is None
+    assert p(directory, "Interprète arabe le 8 décembre à 10h pour son rendez-vous.")["reason"] is None
+    got = p(directory, "Interprète turc le 3 décembre à 13h. Rencontre d'environ 2h avec la travailleuse sociale.")
+    assert got["reason"] != "Rencontre d'environ"
 
 
 def test_reason_cues_are_whole_words(directory):
