@@ -203,7 +203,7 @@ MODE_PATTERNS = {
                             r"a domicile|home visit)\b"),
     "phone": scanner("abcopt", r"\b(?:telephonique|par telephone|au telephone|by phone|over the phone|by telephone|"
                         r"phone call|phone interpretation|telephone interpretation|appel telephonique|"
-                        r"conference call|par tel)\b|(?<=, )(?:phone|telephone)(?=\s*(?:[.;]|\n|$))"),
+                        r"conference call|par tel)\b|(?<=, )(?:phone|telephone)(?=\s*(?:[.;]|,(?!\s*\+?1?[\s.-]?\(?\d{3}\)?[\s.-]?\d{3})|\n|$))"),
     "video": scanner("eoptvwz", r"\b(?:visio|visioconference|videoconference|video|par video|en video|teams|zoom|"
                         r"webex|virtual|virtuel|virtuelle|en ligne|online|telesante|teleconsultation|"
                         r"video call)\b"),

@@ -46,7 +46,7 @@ STATUS = re.compile(
     r"been assigned|been confirmed|avez-vous trouve|avez trouve|vous avez trouve|a-t-on trouve|"
     r"trouve quelqu'un|found someone|found an interpreter|mes reservations|my bookings|upcoming requests|"
     r"demandes en cours|demandes a venir|interprete (?:a|a-t-il|a-t-elle) ete (?:trouvee?|assignee?)|"
-    r"avez-vous pu trouver|avez pu trouver|interpreter (?:has been|been) (?:found|assigned)|"
+    r"pu trouver|trouver quelqu'un|interpreter (?:has been|been) (?:found|assigned)|"
     r"did you find|were you able to find|any news)")
 MODIFY = re.compile(
     r"\b(?:modifier|modification|modif|changement|changer|change|changed|deplace|deplacer|deplacee|reporter|"
@@ -68,13 +68,18 @@ NOTIFICATIONS = re.compile(r"\b(?:desactiver|activer|reactiver|turn (?:off|on)|d
 FR_WORDS = set("le la les de des du un une pour je j nous vous est et au aux avec merci bonjour besoin "
                "interprete demande rendez vous sur dans qui que ce sera svp cette mon ma mes".split())
 EN_WORDS = set("the a an for to of is i we you and at with thanks thank hi hello need please "
-               "interpreter request appointment on in this be will my our could would".split())
+               "interpreter request appointment on in this be will my our could would "
+               "pls plz thx can get me it cancel book tomorrow today next from your".split())
 
 
-def writing_language(folded: str) -> str:
+def writing_language(folded: str, hint: str = "") -> str:
+    """French unless more English words than French; a tie (a terse "cancel 5142 pls") goes to
+    *hint*, the language the sender's app or mail client says they use."""
     words = re.findall(r"[a-z]+", folded)
     fr = sum(w in FR_WORDS for w in words)
     en = sum(w in EN_WORDS for w in words)
+    if en == fr:
+        return "en" if hint.lower().startswith("en") else "fr"
     return "en" if en > fr else "fr"
 
 

@@ -81,7 +81,7 @@ def local_date(moment: datetime | None) -> date:
 
 
 def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sender_name: str = "",
-               automatic: bool = False, reply: bool = False) -> ParsedRequest:
+               automatic: bool = False, reply: bool = False, language_hint: str = "") -> ParsedRequest:
     """Extract every field from the current text (quotes already removed)."""
     d.build()
     text = clean_typography(text[:MAX_FIELD_TEXT])
@@ -90,7 +90,7 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
     subject_folded = fold(subject_clean)
     form = form_fields(text)
     out = ParsedRequest()
-    out.language = writing_language(folded if folded.strip() else subject_folded)
+    out.language = writing_language(folded if folded.strip() else subject_folded, language_hint)
     out.ref = find_ref(fold(subject or ""), folded)
 
     appts, time_spans = when.appointments(folded, today)
@@ -134,7 +134,8 @@ def parse_email(d: Directory, raw: bytes) -> tuple[ParsedRequest, MailMessage]:
     reply = not forward and (is_reply(mail.subject) or bool(mail.in_reply_to))
     text = current_text(mail.text[:MAX_QUOTE_TEXT], mail.subject, mail.from_name)
     parsed = parse_text(d, text, today=local_date(mail.date), subject=mail.subject,
-                        sender_name=mail.from_name, automatic=mail.is_automatic, reply=reply)
+                        sender_name=mail.from_name, automatic=mail.is_automatic, reply=reply,
+                        language_hint=mail.content_language)
     return parsed, mail
 
 
@@ -181,5 +182,6 @@ def read_update(data: object) -> ChatMessage:
 
 def parse_update(d: Directory, data: object) -> tuple[ParsedRequest, ChatMessage]:
     chat = read_update(data)
-    parsed = parse_text(d, chat.text, today=local_date(chat.date), sender_name=chat.name)
+    parsed = parse_text(d, chat.text, today=local_date(chat.date), sender_name=chat.name,
+                        language_hint=chat.language_code)
     return parsed, chat

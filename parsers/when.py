@@ -39,6 +39,9 @@ WEEKDAYS = {
 }
 _LONG_WD = "|".join(sorted((w for w in WEEKDAYS if len(w) > 4), key=len, reverse=True))
 _WD = "|".join(sorted(WEEKDAYS, key=len, reverse=True))
+# "fri", "tues" stand for a weekday only before a time or a number ("fri at 9am", "thu 3")
+_SHORT_WD = "|".join(sorted((w for w in WEEKDAYS if len(w) <= 4), key=len, reverse=True))
+_WEEKDAY_WORD = rf"(?:{_LONG_WD}|(?:{_SHORT_WD})(?=\.?\s+(?:at\s+|@\s*)?\d))"
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _ORD = r"(?:er|re|e|eme|st|nd|rd|th)?"
 _NOT_TIME = r"(?!\s*(?:h\b|h\d|:\d|heure|hr|am\b|pm\b|a\.m|p\.m|min))"
@@ -51,7 +54,7 @@ DAY_MONTH = scanner(r"dfjlmstvw\d",
     rf"\s+(?:de\s+|of\s+)?({_MONTH})\b\.?(?:,?\s+(20\d\d))?")
 MONTH_DAY = scanner(r"adfjlmnostvw",
     rf"\b(?:({_WD})\.?,?\s+)?({_MONTH})\b\.?\s+(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?:,?\s+(20\d\d))?"
-    rf"((?:(?:\s*,\s*|\s+(?:and|&|et)\s+)\d{{1,2}}{_ORD}\b{_NOT_TIME})*)")
+    rf"((?:(?:\s*,\s*|\s+(?:and|&|et)\s+)\d{{1,2}}{_ORD}\b{_NOT_TIME}(?!\s*-\s*\d))*)")
 RELATIVE_DAY = scanner(r"actd",
     r"\b(apres[- ]demain|the day after tomorrow|demain|tomorrow|tomorow|tmrw|tmr|aujourd'?\s?hui|today|tonight|"
     r"ce soir)\b")
@@ -61,11 +64,12 @@ _WEEK_AHEAD = "|".join(("la semaine prochaine", "next week", *_TWO_WEEKS))
 WEEK_AHEAD = re.compile(rf"\b(?:{_WEEK_AHEAD}|semaine prochaine|semaine suivante|week after)\b")
 WEEKDAY_PHRASE = scanner(r"cdfijlmnstvw",
     rf"\b(?:({_WEEK_AHEAD})\s*,?\s+(?:(?:le|on|the)\s+)?)?(?:(ce|cette|this|next|coming)\s+)?"
-    rf"({_LONG_WD})s?\b(?:\s+(prochain|prochaine|qui vient|de la semaine prochaine|next week|"
+    rf"({_WEEKDAY_WORD})s?\b(?:\s+(prochain|prochaine|qui vient|de la semaine prochaine|next week|"
     rf"de la semaine suivante|in two weeks|dans deux semaines))?"
     rf"(?:,?\s+(?:le\s+|the\s+)?(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?!\s*[/.]\d)(?!\s+(?:{_MONTH})\b))?")
 
-TIME_H = scanner(r"\d", r"(?:(?<![\d:/.,-])|(?<=\dh-)|(?<=\dh\d\d-))([01]?\d|2[0-3])\s?h\s?([0-5]\d)?(?![a-z\d])")
+TIME_H = scanner(r"\d", r"(?:(?<![\d:/.,-])|(?<=\dh-)|(?<=\dh\d\d-)|(?<=(?<!\d)[7-9]-)|(?<=(?<![\d-])1\d-)"
+                         r"|(?<=(?<![\d-])2[0-3]-))([01]?\d|2[0-3])\s?h\s?([0-5]\d)?(?![a-z\d])")
 TIME_COLON = scanner(r"\d", r"(?<![\d:/.])([01]?\d|2[0-3])[:h]([0-5]\d)(?:\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z]))?(?!\d)")
 TIME_AMPM = scanner(r"\d", r"(?<![\d:/.])(1[0-2]|0?[1-9])\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")
 TIME_WORD = scanner(r"mn", r"(?<!apres-)(?<!apres )(?<!after)\b(midi|noon|minuit|midnight)\b")
@@ -389,6 +393,10 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
         else:
             # "from 1 to 2:30 pm": the first end is a bare number
             m = re.search(r"(?:\bde|\bfrom|\bentre|\bbetween)\s+(\d{1,2})\s*(?:-|a|to|et|and)\s*$", t[max(0, s2 - 25):s2])
+            if not m and ((mk2 and mk2 != "word") or "h" in t[s2:e2]):  # "2-3:30pm", "10-11h"
+                m = re.search(r"(?<![\d:/.,-])(\d{1,2})-$", t[max(0, s2 - 25):s2])
+                if m and not free(s2 - (len(t[max(0, s2 - 25):s2]) - m.start()), s2 - 1):
+                    m = None
             if m and (mk2 is not None or "h" in t[s2:e2]):
                 h1 = int(m.group(1))
                 v1 = h1 * 60

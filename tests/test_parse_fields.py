@@ -57,6 +57,13 @@ def appts(directory, text, today=FRI, **kw):
     ("Interprète la semaine prochaine, le mercredi à 14h, 1h.", [("2026-11-25", "14:00", 60)]),
     ("Interprète dans deux semaines, le mardi, à 14h. 1h.", [("2026-12-01", "14:00", 60)]),
     ("Interpreter in two weeks on Tuesday at 2 pm, 1 hour.", [("2026-12-01", "14:00", 60)]),
+    # compact ranges from a bare number; abbreviated weekdays before a time
+    ("Need Arabic interp Thursday Dec 3 2-3:30pm JGH in person", [("2026-12-03", "14:00", 90)]),
+    ("Interpreter Dec 3, 2-3pm.", [("2026-12-03", "14:00", 60)]),
+    ("Interprète le 3 déc. 10-11h.", [("2026-12-03", "10:00", 60)]),
+    ("Interprète le 3 déc., durée 1-2h, à 10h.", [("2026-12-03", "10:00", None)]),
+    ("somali interpreter fri at 9am, phone, 30 mins", [("2026-11-27", "09:00", 30)]),
+    ("Interpreter tues 9:30am, 1 hour.", [("2026-11-24", "09:30", 60)]),
 ])
 def test_dates_times_durations(directory, text, expected):
     assert appts(directory, text) == expected
@@ -199,7 +206,15 @@ def test_phone_of_the_user_not_of_the_sender(directory):
 def test_mode_as_a_bare_word(directory):
     assert p(directory, "Interprète arabe\nDate : 8 décembre\nHeure : 10h\nMode : Téléphone\n")["mode"] == "phone"
     assert p(directory, "Tamil interpreter, Thursday December 10, 8:00-9:00, phone.")["mode"] == "phone"
+    assert p(directory, "Tamil interpreter, December 10 at 8am, phone, 30 mins")["mode"] == "phone"
     assert p(directory, "Tamil interpreter on December 10 at 8:00. Phone: 514 555 0100")["mode"] is None
+
+
+def test_a_terse_message_takes_the_senders_language_setting(directory):
+    assert p(directory, "cancel 5142 pls, pt no show")["language"] == "en"
+    assert p(directory, "BIQ-5142 ok?")["language"] == "fr"
+    assert p(directory, "BIQ-5142 ok?", language_hint="en-US")["language"] == "en"
+    assert p(directory, "Bonjour, svp annuler la demande 5142.", language_hint="en")["language"] == "fr"
 
 
 def test_calling_the_user_ahead_is_notifying_them(directory):
@@ -234,6 +249,7 @@ def test_mode(directory, text, mode):
     ("Has an interpreter been assigned to request 5101 yet?", "status", "BIQ-005101"),
     ("Je n'ai plus besoin de l'interprète pour demain 14h au CLSC (espagnol).", "cancel", None),
     ("The interpreter is no longer needed for BIQ-5102.", "cancel", "BIQ-005102"),
+    ("on a pu trouver quelqu'un pour la BIQ-5141?", "status", "BIQ-005141"),
 ])
 def test_intents_and_references(directory, text, intent, ref):
     got = p(directory, text)
