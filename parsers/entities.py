@@ -208,12 +208,14 @@ MODE_PATTERNS = {
                         r"webex|virtual|virtuel|virtuelle|en ligne|online|telesante|teleconsultation|"
                         r"video call)\b"),
 }
+CONTACT_BEFORE = re.compile(r"\b(?:avis[ea]\w*|preven\w*|previen\w*|rappel\w*|appel\w*|joind\w*|contact\w*|"
+                            r"confirm\w*|remind\w*|notif\w*|call\w*|reach\w*)\b[^.\n]*$")
 FORM_MODE_WORDS = {
     "phone": re.compile(r"^\W*(?:telephone|phone|tel|telephonique)\b"),
     "video": re.compile(r"^\W*(?:video|visio)\b"),
     "in_person": re.compile(r"^\W*(?:presence|personne|person|physique)\b"),
 }
-IMPLIED_IN_PERSON = scanner("adit", r"\b(?:au|a l'|a la|at the|at our|a notre|dans nos|in our|to our)\s*"
+IMPLIED_IN_PERSON = scanner("adit", r"\b(?:au|a l'|a la|at the|at our|at|a notre|dans nos|in our|to our)\s*"
                                r"(?:clsc|hopital|clinique|clinic|hospital|locaux|bureau|office)\b")
 
 
@@ -230,6 +232,8 @@ def mode(folded: str, form: dict) -> str | None:
         for m in rx.finditer(folded):
             if _negated(folded, m.start()):
                 continue
+            if name == "phone" and CONTACT_BEFORE.search(folded[max(0, m.start() - 50):m.start()]):
+                continue  # "prévenir la patiente par téléphone" is how she is told, not how the interpreter works
             if name == "video" and re.match(r"teams|zoom", m.group()) and \
                     re.search(r"\blien|\blink|\binvitation", folded[max(0, m.start() - 25):m.end() + 25]) and \
                     not re.search(r"\b(?:par|via|sur|over|on|by|en)\s+$", folded[max(0, m.start() - 8):m.start()]):
@@ -248,8 +252,10 @@ def mode(folded: str, form: dict) -> str | None:
 def interpreter_type(form: dict, folded: str) -> str | None:
     v = _f(form["interpreter_type"][0]) if "interpreter_type" in form else ""
     if not v:
-        m = re.search(r"type d'interprete\s*:?\s*([^\n]*)", folded)
+        m = re.search(r"(?:type d'interprete|interpreter type|type of interpreter)\s*:?\s*([^\n.;]*)", folded)
         v = m.group(1) if m else ""
+    if not v and re.search(r"\b(?:(?:un |d'un |a |an )?fournisseur externe|external provider|agence externe)\b", folded):
+        return "external"
     if re.search(r"\bbi du rsss\b|\bbanque\b|\bbi\b|\brsss\b|bank", v):
         return "bi_rsss"
     if re.search(r"fournisseur|externe|external|agence|agency|provider", v):

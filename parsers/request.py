@@ -119,6 +119,8 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
         out.uncertain.extend(a.uncertain)
 
     has_details = bool(appts or target or loc)
+    if out.ref is not None or reply:  # "ce sera en présentiel" changes the request it answers
+        has_details = has_details or bool(out.mode or out.interpreter_type or out.preferred_interpreter)
     out.intent = intent(folded, automatic=automatic, has_ref=out.ref is not None, is_reply=reply,
                         has_details=has_details)
     if out.intent in ("other", "status"):

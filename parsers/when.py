@@ -100,7 +100,7 @@ DURATION_CUES = ("duree", "duration", "pour", "environ", "approx", "approximativ
 TIME_CUES = ("a", "at", "vers", "des", "debut", "starting", "start", "starts", "commence",
              "commencera", "begins", "heure", "time", "by", "demain", "tomorrow", "matin", "soir",
              "apres-midi", "morning", "afternoon", "aujourd'hui", "today")
-REPLACED = re.compile(r"(?:au lieu d[e']|plutot qu[e']|instead of|rather than|et non(?: pas)?|and not|"
+REPLACED = re.compile(r"(?:au lieu d(?:es|e|u|')|plutot qu[e']|instead of|rather than|et non(?: pas)?|and not|"
                       r"pas (?:a|au|le)|not at|not on|not)\s*(?:a\s+|at\s+|de\s+|le\s+|the\s+|du\s+|)$")
 CORRECTION_AFTER = re.compile(r"^\s*\(?\s*(?:non|no|oups|oops|pardon|correction|je veux dire|i mean)\b")
 NOT_APPOINTMENT_AFTER = re.compile(
@@ -405,7 +405,7 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
                 if v1 < v2 and v2 - v1 <= 720:
                     times.append(TimeMention(s2 - (len(t[max(0, s2 - 25):s2]) - m.start()), e2, v1, v2 - v1))
                     used.add(i)
-    for i, (s, e, v, mk, _has_min) in enumerate(raw):
+    for i, (s, e, v, mk, has_min) in enumerate(raw):
         if i in used:
             continue
         if _replaced(t, s, e):
@@ -420,6 +420,14 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
                 if not NOT_APPOINTMENT_AFTER.match(after):
                     durations.append(DurationMention(s, e, v))
                 continue
+            if v < 6 * 60 and not has_min:
+                # no appointment starts at 1 a.m., and "à 1h" for 13h is a guess: a duration
+                # after a comma ("même heure, 1h"), else nothing
+                if "," in t[max(0, s - 3):s] and v >= 15 and not NOT_APPOINTMENT_AFTER.match(after):
+                    durations.append(DurationMention(s, e, v))
+                continue
+        if v < 6 * 60 and mk is None:
+            continue  # "à 1h30", "at 1:30": 1:30 a.m. is no appointment, and 13:30 would be a guess
         times.append(TimeMention(s, e, v))
     for rx, conv in ((DURATION_HM, lambda m: int(m.group(1)) * 60 + int(m.group(2))),
                      (DURATION_HOURS, lambda m: round(float(m.group(1).replace(",", ".")) * 60)),
@@ -462,9 +470,19 @@ def _after_date_word(t: str, pos: int) -> bool:
 
 def appointments(t: str, today: date) -> tuple[list[Appointment], list[tuple[int, int]]]:
     """Appointments stated in the folded text *t*, and the spans the date/time phrases cover."""
-    dates = find_dates(t, today)
-    times, durations = find_times(t, [(d.start, d.end) for d in dates])
-    spans = [(d.start, d.end) for d in dates] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
+    found = find_dates(t, today)
+    times, durations = find_times(t, [(d.start, d.end) for d in found])
+    spans = [(d.start, d.end) for d in found] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
+    # "le 9 à 15h, au lieu du 8 décembre à 14h": the replaced date and what follows it in its clause
+    dates = []
+    for i, d in enumerate(found):
+        if not _replaced(t, d.start, d.end):
+            dates.append(d)
+            continue
+        stop = re.compile(r"[.;!?\n]").search(t, d.end - (t[d.end - 1] == "."))  # "8 déc." may end a sentence
+        end = min(found[i + 1].start if i + 1 < len(found) else len(t), stop.start() if stop else len(t))
+        times = [x for x in times if not d.start <= x.start < end]
+        durations = [x for x in durations if not d.start <= x.start < end]
     # a date phrase that is also a time range/number (e.g. '10/12' vs '10h'): dates win
     if not dates and not times and not durations:
         return [], spans

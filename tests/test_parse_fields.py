@@ -117,6 +117,21 @@ def test_replaced_values_are_dropped(directory):
     assert appts(directory, "rdv le 8 décembre à 14h (non, 14h30 désolé), 1h") == [("2026-12-08", "14:30", 60)]
 
 
+def test_a_replaced_date_is_no_appointment(directory):
+    assert appts(directory, "Sorry, the date should be December 9, not December 8.", reply=True) == [
+        ("2026-12-09", None, None)]
+    assert appts(directory, "Le 9 décembre à 15h au lieu du 8 décembre à 14h.", reply=True) == [
+        ("2026-12-09", "15:00", None)]
+    assert appts(directory, "Le 9 décembre au lieu du 8 déc. Durée 1h.", reply=True) == [("2026-12-09", None, 60)]
+
+
+def test_no_appointment_starts_before_six_without_am_or_pm(directory):
+    assert appts(directory, "Interprète le 9 décembre à 1h30.") == [("2026-12-09", None, None)]
+    assert appts(directory, "Interpreter on Dec 9 at 1:30.") == [("2026-12-09", None, None)]
+    assert appts(directory, "Le 9 décembre. Même heure, 1h.", reply=True) == [("2026-12-09", None, 60)]
+    assert appts(directory, "Interpreter on Dec 9 at 1:30 pm.") == [("2026-12-09", "13:30", None)]
+
+
 def test_time_early_is_not_a_duration(directory):
     assert appts(directory, "Le 9 décembre de 13h à 14h30. Please come 10 minutes early.") == [("2026-12-09", "13:00", 90)]
 
@@ -208,6 +223,27 @@ def test_mode_as_a_bare_word(directory):
     assert p(directory, "Tamil interpreter, Thursday December 10, 8:00-9:00, phone.")["mode"] == "phone"
     assert p(directory, "Tamil interpreter, December 10 at 8am, phone, 30 mins")["mode"] == "phone"
     assert p(directory, "Tamil interpreter on December 10 at 8:00. Phone: 514 555 0100")["mode"] is None
+
+
+def test_phoning_the_user_is_not_the_mode(directory):
+    got = p(directory, "Interprète pachto le 11 décembre à 10h au CLSC de Parc-Extension. "
+                       "Merci de prévenir la patiente par téléphone au 514-555-0188.")
+    assert (got["mode"], got["notify_user"]) == ("in_person", True)
+    assert p(directory, "Hi, Creole interpreter on Dec 14 at 1:30 pm at CLSC Metro.")["mode"] == "in_person"
+
+
+def test_a_reply_that_only_states_the_mode_modifies(directory):
+    got = p(directory, "Bonjour,\nJe confirme que ce sera en présentiel.\nMerci", reply=True)
+    assert (got["intent"], got["mode"]) == ("modify", "in_person")
+    got = p(directory, "Merci, je vous appelle par téléphone demain.", reply=True)
+    assert got["mode"] is None
+
+
+def test_interpreter_type_in_english_and_in_passing(directory):
+    text = "Creole interpreter on Dec 14 at 1:30 pm. Interpreter type: BI du RSSS. Preferred interpreter: Li Wei."
+    assert p(directory, text)["interpreter_type"] == "bi_rsss"
+    assert p(directory, "Interprète arabe le 8 décembre à 10h, d'un fournisseur externe svp.")["interpreter_type"] \
+        == "external"
 
 
 def test_a_terse_message_takes_the_senders_language_setting(directory):
