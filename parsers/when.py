@@ -290,9 +290,37 @@ def find_dates(t: str, today: date) -> list[DateMention]:
             cand = [today + timedelta(days=i) for i in range(0, 370)]
             hits = [c for c in cand if c.day == n and c.weekday() == wd]
             d, uncertain = (hits[0], False) if hits else (d, True)
+        if not daynum and (t[m.end(3):m.end(3) + 1] == "s" or EVERY.search(t, max(0, m.start() - 12), m.start(3))):
+            uncertain = True  # "tous les mardis", "every Tuesday": which ones?
         add(DateMention(m.start(), m.end(), [d], uncertain, wd, relative=not daynum))
     found.sort(key=lambda x: x.start)
-    return _merge_adjacent(found, t)
+    return _alternatives(_merge_adjacent(found, t), t)
+
+
+EVERY = re.compile(r"\b(?:chaque|every|each|tous les|toutes les)\s+$")
+# "le 7 ou le 8 décembre", "du 7 au 11 décembre", "Dec 7 or Dec 8", "demain ou après-demain":
+# one appointment on one of several days, or a span of days: no single date to book
+DAY_BEFORE = re.compile(r"\b\d{1,2}(?:er|st|nd|rd|th)?\s*(?:ou|or|au|to|-|until|jusqu'au)\s*(?:le\s+|the\s+)?$")
+OR_BETWEEN = re.compile(r"^[^.;!?\n]{0,25}?(?<![a-z'])(?:ou|or)\s+(?:bien\s+|encore\s+)?(?:le\s+|the\s+|on\s+)?$")
+
+
+def _alternatives(found: list[DateMention], t: str) -> list[DateMention]:
+    for m in found:
+        if DAY_BEFORE.search(t, max(0, m.start - 20), m.start):
+            m.uncertain = True
+    return found
+
+
+def _merge_alternatives(found: list[DateMention], t: str) -> list[DateMention]:
+    """'Dec 7 or Dec 8': one appointment on either day, so one uncertain date (after the times
+    were read, which the merged span would otherwise hide)."""
+    out: list[DateMention] = []
+    for m in found:
+        if out and OR_BETWEEN.match(t[out[-1].end:m.start]):
+            out[-1] = DateMention(out[-1].start, m.end, [], True, None)
+            continue
+        out.append(m)
+    return out
 
 
 def _merge_adjacent(found: list[DateMention], t: str) -> list[DateMention]:
@@ -474,7 +502,7 @@ def appointments(t: str, today: date) -> tuple[list[Appointment], list[tuple[int
     times, durations = find_times(t, [(d.start, d.end) for d in found])
     spans = [(d.start, d.end) for d in found] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
     # "le 9 à 15h, au lieu du 8 décembre à 14h": the replaced date and what follows it in its clause
-    dates = []
+    dates: list[DateMention] = []
     for i, d in enumerate(found):
         if not _replaced(t, d.start, d.end):
             dates.append(d)
@@ -483,6 +511,7 @@ def appointments(t: str, today: date) -> tuple[list[Appointment], list[tuple[int
         end = min(found[i + 1].start if i + 1 < len(found) else len(t), stop.start() if stop else len(t))
         times = [x for x in times if not d.start <= x.start < end]
         durations = [x for x in durations if not d.start <= x.start < end]
+    dates = _merge_alternatives(dates, t)
     # a date phrase that is also a time range/number (e.g. '10/12' vs '10h'): dates win
     if not dates and not times and not durations:
         return [], spans

@@ -117,6 +117,24 @@ def test_replaced_values_are_dropped(directory):
     assert appts(directory, "rdv le 8 décembre à 14h (non, 14h30 désolé), 1h") == [("2026-12-08", "14:30", 60)]
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("Interprète arabe du 7 au 11 décembre à 9h, 1h.", [(None, "09:00", 60)]),
+    ("Interprète arabe le 7 ou le 8 décembre à 13h, 1h.", [(None, "13:00", 60)]),
+    ("Interpreter Arabic Dec 7 or Dec 8 at 1 pm, 1 hour.", [(None, "13:00", 60)]),
+    ("Interprète arabe le 2 décembre à 10h ou le 9 décembre à 14h.", [(None, None, None)]),
+    ("Interprète arabe demain ou après-demain à 10h.", [(None, "10:00", None)]),
+    ("Interprète arabe tous les mardis de décembre à 9h, 1h.", [(None, "09:00", 60)]),
+    ("Interpreter Arabic every Tuesday at 1 pm, 1 hour.", [(None, "13:00", 60)]),
+    # still one date each
+    ("Interprète arabe le 2 décembre à 10h et le 9 décembre à 14h.", [("2026-12-02", "10:00", None),
+                                                                     ("2026-12-09", "14:00", None)]),
+    ("Interprète arabe les mercredis 2, 9 et 16 décembre de 13h à 15h.",
+     [("2026-12-02", "13:00", 120), ("2026-12-09", "13:00", 120), ("2026-12-16", "13:00", 120)]),
+])
+def test_either_day_a_span_or_every_week_is_no_single_date(directory, text, expected):
+    assert appts(directory, text) == expected
+
+
 def test_a_replaced_date_is_no_appointment(directory):
     assert appts(directory, "Sorry, the date should be December 9, not December 8.", reply=True) == [
         ("2026-12-09", None, None)]
