@@ -47,7 +47,8 @@ STATUS = re.compile(
     r"trouve quelqu'un|found someone|found an interpreter|mes reservations|my bookings|upcoming requests|"
     r"demandes en cours|demandes a venir|interprete (?:a|a-t-il|a-t-elle) ete (?:trouvee?|assignee?)|"
     r"pu trouver|trouver quelqu'un|interpreter (?:has been|been) (?:found|assigned)|"
-    r"did you find|were you able to find|any news)")
+    r"did you find|were you able to find|any news|confirmee?s?\s*\?|confirmed\s*\?|"
+    r"(?:est-elle|est-il|is it|is this|is my|is the)\b[^.?\n]{0,30}\bconfirm(?:ee?|ed)\b)")
 MODIFY = re.compile(
     r"\b(?:modifier|modification|modif|changement|changer|change|changed|deplace|deplacer|deplacee|reporter|"
     r"reporte|reschedule|rescheduled|move|moved|au lieu de|instead of|plutot|correction|finalement|"
@@ -83,13 +84,35 @@ def writing_language(folded: str, hint: str = "") -> str:
     return "en" if en > fr else "fr"
 
 
+CONDITION = re.compile(r"\b(?:si|s'il|s'ils|s'elle|if|in case|en cas|au cas|unless|whether|should it)\b")
+BACKGROUND = re.compile(r"\b(?:avait|avaient|had)\s+(?:ete|been)\s+$")
+HOW_TO = re.compile(r"\b(?:(?:je|on|nous) (?:peux|peut|pouvons)|puis-je|peut-on|can (?:i|we)|how|comment|"
+                    r"faut-il|do i|should i)\b")
+
+
+def cancel_stated(folded: str) -> bool:
+    """A cancellation asked for now, not one imagined ("si le rendez-vous est annulé", "if it
+    gets cancelled"), told as background ("avait été annulé") or asked about ("est-ce que je
+    peux annuler une demande par courriel ?")."""
+    for m in CANCEL.finditer(folded):
+        start = max(folded.rfind(c, 0, m.start()) for c in ".!?\n") + 1
+        before = folded[start:m.start()]
+        if CONDITION.search(before) or BACKGROUND.search(before):
+            continue
+        end = re.compile(r"[.!?\n]").search(folded, m.end())
+        if end and end.group() == "?" and HOW_TO.search(before) and not REF_TEXT.search(folded):
+            continue
+        return True
+    return False
+
+
 def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_details: bool) -> str:
     """Classify the current text. Automatic messages are always 'other' (never answered)."""
     if automatic:
         return "other"
     if NOTIFICATIONS.search(folded):
         return "other"
-    if CANCEL.search(folded):
+    if cancel_stated(folded):
         return "cancel"
     if STATUS.search(folded) and not (has_details and NEW.search(folded) and not has_ref):
         return "status"

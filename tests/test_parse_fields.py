@@ -304,6 +304,12 @@ def test_mode(directory, text, mode):
     ("Je n'ai plus besoin de l'interprète pour demain 14h au CLSC (espagnol).", "cancel", None),
     ("The interpreter is no longer needed for BIQ-5102.", "cancel", "BIQ-005102"),
     ("on a pu trouver quelqu'un pour la BIQ-5141?", "status", "BIQ-005141"),
+    ("Bonjour, la demande BIQ-5300 est-elle confirmée?", "status", "BIQ-005300"),
+    ("Est-ce que je peux annuler une demande par courriel?", "other", None),
+    ("Can you cancel the interpreter for tomorrow 10am at CLSC Metro?", "cancel", None),
+    ("Interprète arabe le 8 déc à 10h, 1h, au CLSC Métro. Si le rendez-vous est annulé, je vous aviserai.",
+     "new_request", None),
+    ("Arabic interpreter on Dec 8 at 10 am, 1 hour. I'll let you know if it gets cancelled.", "new_request", None),
 ])
 def test_intents_and_references(directory, text, intent, ref):
     got = p(directory, text)
