@@ -72,7 +72,11 @@ TIME_H = scanner(r"\d", r"(?:(?<![\d:/.,-])|(?<=\dh-)|(?<=\dh\d\d-)|(?<=(?<!\d)[
                          r"|(?<=(?<![\d-])2[0-3]-))([01]?\d|2[0-3])\s?h\s?([0-5]\d)?(?![a-z\d])")
 TIME_COLON = scanner(r"\d", r"(?<![\d:/.])([01]?\d|2[0-3])[:h]([0-5]\d)(?:\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z]))?(?!\d)")
 TIME_AMPM = scanner(r"\d", r"(?<![\d:/.])(1[0-2]|0?[1-9])\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")
-TIME_WORD = scanner(r"mn", r"(?<!apres-)(?<!apres )(?<!after)\b(midi|noon|minuit|midnight)\b")
+TIME_WORD = scanner(r"mn", r"(?<!apres-)(?<!apres )(?<!avant-)(?<!avant )(?<!after)\b(midi|noon|minuit|midnight)\b")
+# "at 9", "at 10 o'clock": a bare hour after "at" is a morning or noon start (7 to 12); "at 2"
+# could be either, so it stays unread
+AT_HOUR = scanner(r"a", r"\bat (1[0-2]|[7-9])(?:\s*o'clock)?(?![\d:/h]|[.,]\d|\s*(?:o'clock\s*)?(?:am|pm|a\.m|p\.m|h\b|"
+                       r"hours?|hrs?|mins?|minutes?|%|years?|ans|people|patients|[a-z]+ (?:st|street|rue|ave|avenue)\b))")
 BARE_HOUR = scanner(r"\d", r"(?<![\d:/.,-])(1[0-2]|0?[1-9])(?![\d:/.,h])")
 RANGE_SEP = re.compile(r"^\s*(?:-+|a|à|to|until|till|jusqu'?\s?a|et|and)\s*$")
 
@@ -94,6 +98,9 @@ DURATION_WORDS = scanner(r"a-z",
     rf"(?:({_NUMW})\s+(heures?|hours?)(\s+(?:et\s+demie?|and a half|trente|thirty))?)|"
     rf"(?:({_NUMW})\s+minutes?))\b")
 
+DURATION_QUARTERS = scanner(r"\dtaq",
+    r"(?:(?<![\d/])(\d)\s*(?:1/2|½)\s*(?:heures?|hours?|hrs?|h)\b|"
+    r"\b(?:trois quarts? d'heure|three quarters? of an hour|(?:un |a )?quart d'heure|a quarter(?: of an)? hour))")
 DURATION_CUES = ("duree", "duration", "pour", "environ", "approx", "approximativement", "prevoir",
                  "pendant", "about", "for", "during", "around", "durera", "dure", "lasts", "take",
                  "takes", "last", "plus ou moins", "roughly", "estimated", "prevue", "prevu")
@@ -397,6 +404,10 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             v = 12 * 60 if m.group(1) in ("midi", "noon") else 0
             raw.append((m.start(), m.end(), v, "word", True))
             taken.append((m.start(), m.end()))
+    for m in AT_HOUR.finditer(t):
+        if free(m.start(1), m.end()):
+            raw.append((m.start(1), m.end(), int(m.group(1)) * 60, "word", True))
+            taken.append((m.start(1), m.end()))
     raw.sort()
 
     times: list[TimeMention] = []
@@ -410,7 +421,11 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             s1, e1, v1, mk1, hm1 = raw[j]
             if j in used:
                 break
-            if RANGE_SEP.match(t[e1:s2]):
+            if RANGE_SEP.match(t[e1:s2]) and v1 < 6 * 60 and (mk1 or mk2) in (None, "word"):
+                # "prévoir 1h à 1h30": a span of durations, not a time range from 1 a.m.
+                durations += [DurationMention(a, b, v) for a, b, v in ((s1, e1, v1), (s2, e2, v2)) if 15 <= v <= 539]
+                used.update({i, j})
+            elif RANGE_SEP.match(t[e1:s2]):
                 start_v = v1
                 if mk2 and mk2 != "word" and not mk1 and v1 < 12 * 60:
                     start_v = v1 + 12 * 60 if mk2.startswith("p") and v1 + 12 * 60 < v2 else v1
@@ -469,6 +484,11 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             if NOT_APPOINTMENT_AFTER.match(t[m.end():m.end() + 20]) or _replaced(t, m.start(), m.end()):
                 continue
             durations.append(DurationMention(m.start(), m.end(), conv(m)))
+    for m in DURATION_QUARTERS.finditer(t):
+        if free(m.start(), m.end()) and not _replaced(t, m.start(), m.end()):
+            v = (int(m.group(1)) * 60 + 30) if m.group(1) else 45 if m.group(0).startswith(("trois", "three")) else 15
+            durations.append(DurationMention(m.start(), m.end(), v))
+            taken.append((m.start(), m.end()))
     for m in DURATION_WORDS.finditer(t):
         if any(d.start <= m.start() < d.end for d in durations):
             continue

@@ -64,6 +64,15 @@ def appts(directory, text, today=FRI, **kw):
     ("Interprète le 3 déc., durée 1-2h, à 10h.", [("2026-12-03", "10:00", None)]),
     ("somali interpreter fri at 9am, phone, 30 mins", [("2026-11-27", "09:00", 30)]),
     ("Interpreter tues 9:30am, 1 hour.", [("2026-11-24", "09:30", 60)]),
+    # "avant-midi" is no noon; a span of durations is no time range; quarters and halves of hours
+    ("Interprète le jeudi 3 décembre en avant-midi, 9h, pour deux heures.", [("2026-12-03", "09:00", 120)]),
+    ("Interprète le 3 décembre à 9h30, prévoir 1h à 1h30.", [("2026-12-03", "09:30", None)]),
+    ("Interprète le 3 décembre à 15h15 pour trois quarts d'heure.", [("2026-12-03", "15:15", 45)]),
+    ("Interpreter Thurs., Dec. 3 at 10 o'clock, 1 1/2 hours.", [("2026-12-03", "10:00", 90)]),
+    # "at 9" is 9 a.m.; "at 2" could be either; "at 9 Main Street" is an address
+    ("Interpreter on Thursday the 3rd at 9, 2 hours.", [("2026-12-03", "09:00", 120)]),
+    ("Interpreter on Dec 3 at 2, 1 hour.", [("2026-12-03", None, 60)]),
+    ("Interpreter on Dec 3 at 9 Main Street, 1 hour.", [("2026-12-03", None, 60)]),
 ])
 def test_dates_times_durations(directory, text, expected):
     assert appts(directory, text) == expected
