@@ -343,6 +343,23 @@ def test_form_labels_english(directory):
     assert got["message_to_interpreter"] == "Call the front desk."
 
 
+def test_form_label_variants(directory):
+    text = ("Interpreter request form\nPatient's language: Bengali\nAppointment date: December 9, 2026\n"
+            "Appointment time: 2:15 PM\nExpected duration: 1 hour\nPlace: Jewish General Hospital\nFormat: Phone\n"
+            "Notify the patient: No\nReason for appointment: Cardiology consult\n")
+    got = p(directory, text)
+    assert (got["target_language"], got["location"], got["mode"]) == ("bn", "hopital-general-juif", "phone")
+    assert got["appointments"] == [{"date": "2026-12-09", "start_time": "14:15", "duration_minutes": 60}]
+    assert (got["notify_user"], got["reason"]) == (False, "Cardiology consult")
+    text = ("Langue parlée par l'usager : Tigrigna\nDate du rdv : 9 décembre\nHeure prévue : 10 h 30\n"
+            "Durée estimée : 90 minutes\nLieu du rendez-vous : CLSC de Saint-Michel\nType de rencontre : Téléphonique\n"
+            "Aviser la patiente : Oui\nTéléphone de la patiente : 514 555-0166\nMotif du rendez-vous : Suivi de grossesse\n")
+    got = p(directory, text)
+    assert (got["target_language"], got["location"], got["mode"]) == ("ti", "clsc-saint-michel", "phone")
+    assert got["appointments"] == [{"date": "2026-12-09", "start_time": "10:30", "duration_minutes": 90}]
+    assert (got["notify_user"], got["user_phone"], got["reason"]) == (True, "514-555-0166", "Suivi de grossesse")
+
+
 def test_reason_phrases(directory):
     assert p(directory, "Interprète arabe le 8 décembre à 10h pour une consultation en cardiologie au CHUM.")["reason"] \
         == "consultation en cardiologie"
