@@ -296,6 +296,9 @@ def notify_user(form: dict, folded: str) -> bool | None:
     for m in NOTIFY_YES.finditer(folded):
         if _negated(folded, m.start()):
             continue
+        answer = re.match(r"[^:?\n]{0,60}[:?]\s*(oui|yes|non|no)\b", folded[m.end():])
+        if answer:  # a question or label answered on its line: "Rappel au patient ? Non"
+            return answer.group(1) in ("oui", "yes")
         sent = folded[max(0, m.start() - 80):m.end() + 80]
         if USER_WORDS.search(sent) or PHONE.search(sent):
             return True

@@ -280,6 +280,11 @@ def test_a_terse_message_takes_the_senders_language_setting(directory):
     assert p(directory, "Bonjour, svp annuler la demande 5142.", language_hint="en")["language"] == "fr"
 
 
+def test_a_notify_question_answered_on_its_line(directory):
+    assert p(directory, "Interprète arabe le 8 déc à 10h.\nRappel au patient par l'interprète ? Non\n")["notify_user"] is False
+    assert p(directory, "Interpreter Arabic Dec 8 at 10am.\nRemind the patient? Yes\n")["notify_user"] is True
+
+
 def test_calling_the_user_ahead_is_notifying_them(directory):
     got = p(directory, "Tamil interpreter on Dec 10 at 8:00. The patient's number is 514 555 0177, "
                        "please call him the day before.")
