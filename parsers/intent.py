@@ -106,11 +106,32 @@ def cancel_stated(folded: str) -> bool:
     return False
 
 
-def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_details: bool) -> str:
+# not about a request: an absence notice, a thank-you that restates, a question on how things work
+OUT_OF_OFFICE = re.compile(
+    r"\b(?:out of (?:the )?office|on vacation|on leave|away from the office|i am away|i will be away|"
+    r"je suis absente?|je serai absente?|en vacances|en conge|absente? du bureau|de retour le|"
+    r"back in the office|will be back)\b")
+ACKNOWLEDGED = re.compile(
+    r"^\W*(?:(?:bonjour|hi|hello|allo)\W+)?(?:merci|thanks|thank you|parfait|super|ok|d'accord|great|perfect|"
+    r"excellent)\b[^\n]{0,40}?\b(?:c'est note|bien note|bien recu|noted|got it|see you|a bientot|"
+    r"a (?:lundi|mardi|mercredi|jeudi|vendredi|demain))\b")
+HOW_QUESTION = re.compile(r"\b(?:comment (?:puis-je|faire|on|peut-on|je)|how (?:do|can|should) (?:i|we)|how to|"
+                          r"quelle est la procedure|what is the procedure|de quelle facon)\b")
+
+
+def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_details: bool,
+           has_appointment: bool = False, has_language: bool = False) -> str:
     """Classify the current text. Automatic messages are always 'other' (never answered)."""
     if automatic:
         return "other"
     if NOTIFICATIONS.search(folded):
+        return "other"
+    if OUT_OF_OFFICE.search(folded) and not has_language and not CANCEL.search(folded):
+        return "other"
+    if HOW_QUESTION.search(folded) and "?" in folded and not has_appointment and not has_ref:
+        return "other"
+    if len(folded) < 150 and ACKNOWLEDGED.search(folded) and not MODIFY.search(folded) \
+            and not CANCEL.search(folded):
         return "other"
     if cancel_stated(folded):
         return "cancel"

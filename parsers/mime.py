@@ -21,6 +21,11 @@ from bs4 import BeautifulSoup
 MAX_TEXT = 200_000  # characters of body text kept for parsing; more is never a request
 
 
+AUTO_SUBJECT = re.compile(r"^\s*(?:automatic reply|auto(?:matic)?[- ]?reply|autoreply|auto-response|"
+                          r"r[ée]ponse automatique|out of (?:the )?office|absent du bureau|absence du bureau|"
+                          r"message d'absence)\b", re.I)
+
+
 @dataclass
 class MailMessage:
     """What the parser and the pipeline read from one email."""
@@ -67,6 +72,8 @@ class MailMessage:
             return f"automatic sender {self.from_addr or '(none)'}"
         if self.is_report:
             return "delivery or feedback report"
+        if AUTO_SUBJECT.match(self.subject or ""):
+            return "auto-reply subject"  # out-of-office replies of servers that set no header
         for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"):
             v = self.headers.get(h.lower(), "")
             if h == "X-Auto-Response-Suppress":

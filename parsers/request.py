@@ -122,7 +122,7 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
     if out.ref is not None or reply:  # "ce sera en présentiel" changes the request it answers
         has_details = has_details or bool(out.mode or out.interpreter_type or out.preferred_interpreter)
     out.intent = intent(folded, automatic=automatic, has_ref=out.ref is not None, is_reply=reply,
-                        has_details=has_details)
+                        has_details=has_details, has_appointment=bool(appts), has_language=bool(target))
     if out.intent in ("other", "status"):
         out = ParsedRequest(intent=out.intent, ref=out.ref, language=out.language)
     out.text = (folded + "\n" + subject_folded).strip()

@@ -324,6 +324,10 @@ def test_mode(directory, text, mode):
     ("Interprète arabe le 8 déc à 10h, 1h, au CLSC Métro. Si le rendez-vous est annulé, je vous aviserai.",
      "new_request", None),
     ("Arabic interpreter on Dec 8 at 10 am, 1 hour. I'll let you know if it gets cancelled.", "new_request", None),
+    ("Hi, I am on vacation until Dec 7. For urgent matters contact Marie at 514-555-0100.", "other", None),
+    ("Je suis la nouvelle infirmière au CLSC Métro. Comment puis-je faire une demande d'interprète?", "other", None),
+    ("Merci, c'est noté pour BIQ-5290 le 3 décembre à 10h.", "other", "BIQ-005290"),
+    ("Je serai absente le 8, donc le rendez-vous sera le 9 décembre à 10h, interprète en arabe.", "new_request", None),
 ])
 def test_intents_and_references(directory, text, intent, ref):
     got = p(directory, text)

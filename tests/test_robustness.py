@@ -195,3 +195,14 @@ def test_bounce_status_is_found_in_a_malformed_recipient_block():
                            "Diagnostic-Code: smtp; 550-Please authenticate\r\n550 relay denied\r\n"
                            "Status: 5.7.1\r\nAction: failed\r\n\r\n"))
     assert mail.dsn_status == "5.7.1"
+
+
+def test_an_out_of_office_without_headers_is_never_answered(directory):
+    """Some servers mark their absence notices only in the subject; answering one starts a loop."""
+    raw = (b"From: Julie Roy <julie.roy.ccomtl@ssss.gouv.qc.ca>\r\nTo: biq@ssss.gouv.qc.ca\r\n"
+           b"Subject: =?utf-8?q?R=C3=A9ponse_automatique_=3A_Demande?=\r\nDate: Wed, 25 Nov 2026 10:00:00 -0500\r\n"
+           b"Message-ID: <ooo1@example.org>\r\n\r\n"
+           b"Je suis absente jusqu'au 7 decembre. Interprete en arabe le 8 decembre a 10h? Voir Marie.\r\n")
+    parsed, mail = parse_email(directory, raw)
+    assert mail.is_automatic and mail.automatic_reason == "auto-reply subject"
+    assert parsed.intent == "other"
