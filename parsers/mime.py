@@ -23,7 +23,7 @@ MAX_TEXT = 200_000  # characters of body text kept for parsing; more is never a 
 
 AUTO_SUBJECT = re.compile(r"^\s*(?:automatic reply|auto(?:matic)?[- ]?reply|autoreply|auto-response|"
                           r"r[ée]ponse automatique|out of (?:the )?office|absent du bureau|absence du bureau|"
-                          r"message d'absence)\b", re.I)
+                          r"message d'absence)\s*:", re.I)  # "Automatic reply: <their subject>"
 
 
 @dataclass
