@@ -107,6 +107,7 @@ DURATION_CUES = ("duree", "duration", "pour", "environ", "approx", "approximativ
 TIME_CUES = ("a", "at", "vers", "des", "debut", "starting", "start", "starts", "commence",
              "commencera", "begins", "heure", "time", "by", "demain", "tomorrow", "matin", "soir",
              "apres-midi", "morning", "afternoon", "aujourd'hui", "today")
+ARRIVAL_BEFORE = re.compile(r"\b(?:arriv\w*|arrival|se presenter|presentez-vous|be there|show up)\b[^.\n]{0,12}$")
 REPLACED = re.compile(r"(?:au lieu d(?:es|e|u|')|plutot qu[e']|instead of|rather than|et non(?: pas)?|and not|"
                       r"pas (?:a|au|le)|not at|not on|not)\s*(?:a\s+|at\s+|de\s+|le\s+|the\s+|du\s+|)$")
 CORRECTION_AFTER = re.compile(r"^\s*\(?\s*(?:non|no|oups|oops|pardon|correction|je veux dire|i mean)\b")
@@ -471,6 +472,8 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
                 continue
         if v < 6 * 60 and mk is None:
             continue  # "à 1h30", "at 1:30": 1:30 a.m. is no appointment, and 13:30 would be a guess
+        if ARRIVAL_BEFORE.search(t, max(0, s - 30), s):
+            continue  # "arriver à 8h45", "l'usager arrive à 8h30": when to be there, not the start
         times.append(TimeMention(s, e, v))
     for rx, conv in ((DURATION_HM, lambda m: int(m.group(1)) * 60 + int(m.group(2))),
                      (DURATION_HOURS, lambda m: round(float(m.group(1).replace(",", ".")) * 60)),

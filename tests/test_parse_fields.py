@@ -73,6 +73,9 @@ def appts(directory, text, today=FRI, **kw):
     ("Interpreter on Thursday the 3rd at 9, 2 hours.", [("2026-12-03", "09:00", 120)]),
     ("Interpreter on Dec 3 at 2, 1 hour.", [("2026-12-03", None, 60)]),
     ("Interpreter on Dec 3 at 9 Main Street, 1 hour.", [("2026-12-03", None, 60)]),
+    # when to be there is not when it starts
+    ("Interprète arabe le 8 déc à 9h (arriver à 8h45), 1h.", [("2026-12-08", "09:00", 60)]),
+    ("Interpreter Arabic Dec 8 at 9 am, please arrive at 8:45 am.", [("2026-12-08", "09:00", None)]),
 ])
 def test_dates_times_durations(directory, text, expected):
     assert appts(directory, text) == expected
