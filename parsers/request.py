@@ -80,6 +80,10 @@ def local_date(moment: datetime | None) -> date:
     return moment.astimezone(MONTREAL).date()
 
 
+WILL_BE = re.compile(r"\b(?:sera|seront|will be|it'll be|je confirme|i confirm|make it|plutot|rather|instead|"
+                     r"finalement|modifier|changer|change|switch|passer)\b")
+
+
 def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sender_name: str = "",
                automatic: bool = False, reply: bool = False, language_hint: str = "") -> ParsedRequest:
     """Extract every field from the current text (quotes already removed)."""
@@ -119,8 +123,9 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
         out.uncertain.extend(a.uncertain)
 
     has_details = bool(appts or target or loc)
-    if out.ref is not None or reply:  # "ce sera en présentiel" changes the request it answers
-        has_details = has_details or bool(out.mode or out.interpreter_type or out.preferred_interpreter)
+    if (out.ref is not None or reply) and (out.mode or out.interpreter_type) and WILL_BE.search(folded):
+        has_details = True  # "ce sera en présentiel" changes the request it answers; "merci, l'appel
+        # au téléphone s'est bien passé" does not
     out.intent = intent(folded, automatic=automatic, has_ref=out.ref is not None, is_reply=reply,
                         has_details=has_details, has_appointment=bool(appts), has_language=bool(target))
     if out.intent in ("other", "status"):

@@ -267,6 +267,9 @@ def test_a_reply_that_only_states_the_mode_modifies(directory):
     assert (got["intent"], got["mode"]) == ("modify", "in_person")
     got = p(directory, "Merci, je vous appelle par téléphone demain.", reply=True)
     assert got["mode"] is None
+    for thanks in ("Merci, l'interprète Ahmad Rahimi était super.",
+                   "Merci, l'interprétation au téléphone s'est très bien passée."):
+        assert p(directory, thanks, reply=True)["intent"] == "other"
 
 
 def test_interpreter_type_in_english_and_in_passing(directory):
