@@ -126,9 +126,9 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
         return "other"
     if NOTIFICATIONS.search(folded):
         return "other"
-    if OUT_OF_OFFICE.search(folded) and not has_language and not CANCEL.search(folded):
+    if not has_language and OUT_OF_OFFICE.search(folded) and not CANCEL.search(folded):
         return "other"
-    if HOW_QUESTION.search(folded) and "?" in folded and not has_appointment and not has_ref:
+    if not has_appointment and not has_ref and "?" in folded and HOW_QUESTION.search(folded):
         return "other"
     if len(folded) < 150 and ACKNOWLEDGED.search(folded) and not MODIFY.search(folded) \
             and not CANCEL.search(folded):

@@ -487,7 +487,7 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             if NOT_APPOINTMENT_AFTER.match(t[m.end():m.end() + 20]) or _replaced(t, m.start(), m.end()):
                 continue
             durations.append(DurationMention(m.start(), m.end(), conv(m)))
-    for m in DURATION_QUARTERS.finditer(t):
+    for m in DURATION_QUARTERS.finditer(t) if ("quart" in t or "/2" in t or "½" in t) else ():
         if free(m.start(), m.end()) and not _replaced(t, m.start(), m.end()):
             v = (int(m.group(1)) * 60 + 30) if m.group(1) else 45 if m.group(0).startswith(("trois", "three")) else 15
             durations.append(DurationMention(m.start(), m.end(), v))
