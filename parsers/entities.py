@@ -272,6 +272,8 @@ NOTIFY_NO = re.compile(r"\b(?:pas besoin d'(?:aviser|appeler|rappeler|prevenir|c
 NOTIFY_YES = re.compile(r"\b(?:aviser|avisez|rappeler|rappelle|rappelez|prevenir|previenne|"
                         r"remind|notify|confirmer le rendez-vous|confirm the appointment|"
                         r"lui rappeler|rappel|"
+                        r"(?:l'|la |le |les |lui )(?:aviser|prevenir|appeler|rappeler|contacter|joindre)|"
+                        r"(?:notify|remind|call|contact) (?:her|him|them)|"
                         r"(?:call|phone|contact|text|appeler|telephoner|contacter|joindre)\b[^.\n]{0,40}"
                         r"\b(?:la veille|the day before|the night before|beforehand|ahead of time|in advance|"
                         r"a l'avance|d'avance))\b")
@@ -300,9 +302,13 @@ def notify_user(form: dict, folded: str) -> bool | None:
         if answer:  # a question or label answered on its line: "Rappel au patient ? Non"
             return answer.group(1) in ("oui", "yes")
         sent = folded[max(0, m.start() - 80):m.end() + 80]
-        if USER_WORDS.search(sent) or PHONE.search(sent):
+        if USER_WORDS.search(sent) or PHONE.search(sent) or PRONOUN_USER.match(m.group()):
             return True
     return None
+
+
+PRONOUN_USER = re.compile(r"(?:l'|la |le |les |lui )\w|(?:notify|remind|call|contact) (?:her|him|them)")
+SENTENCE_END = re.compile(r"(?<!\btel)(?<!\bno)(?<!\bn)[.!?\n](?=\s|$)")  # "(tél. 438-…)" ends nothing
 
 
 def user_phone(form: dict, original: str, folded: str) -> str | None:
@@ -313,7 +319,7 @@ def user_phone(form: dict, original: str, folded: str) -> str | None:
     found = []
     for m in PHONE.finditer(folded):
         before = folded[max(0, m.start() - 120):m.start()]
-        sentence = re.split(r"[.!?\n](?=\s|$)", before)[-1]
+        sentence = SENTENCE_END.split(before)[-1]
         after = folded[m.end():m.end() + 20]
         if re.match(r"^\s*[,;]?\s*(?:poste|ext|x\b|#)", after) or SELF_PHONE.search(sentence):
             continue

@@ -59,6 +59,9 @@ NEW = re.compile(
     r"il me faudrait|pourrais avoir|pourrait avoir|possible d'avoir|need|needed|book|request an?|requesting|"
     r"would like|could (?:we|i|you)|nouveau rendez-vous|nouvelle demande|autre rendez-vous|another appointment|"
     r"new appointment|sollicite|interprete|interpreter|formulaire)\b")
+MOVED = re.compile(r"\b(?:(?:est|a ete|sera|is|has been|was|been) (?:reporte|deplace|devance|moved|rescheduled|"
+                   r"postponed|pushed back)|(?:reporter|deplacer|devancer|reschedule|move|postpone) (?:le|la|the|my|mon|ma)"
+                   r" (?:rendez-vous|rdv|rencontre|appointment|meeting|interprete|interpreter))\b")
 OTHER_ONLY = re.compile(
     r"^\W*(?:(?:bonjour|allo|hi|hello)\W+)?(?:merci|thanks|thank you|thx|parfait|super|ok|d'accord|genial|"
     r"great|perfect)(?:\s+(?:beaucoup|bien|a lot|so much|very much|encore|again|pour (?:la|le|votre|your) \w+|"
@@ -146,6 +149,8 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
         return "new_request"
     if OTHER_ONLY.match(folded.strip()):
         return "other"
+    if has_details and MOVED.search(folded):
+        return "modify"  # "le rendez-vous est reporté au 10 décembre": which one, the bot asks
     if has_details:
         return "new_request"
     return "other"

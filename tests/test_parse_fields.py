@@ -286,6 +286,15 @@ def test_a_terse_message_takes_the_senders_language_setting(directory):
     assert p(directory, "Bonjour, svp annuler la demande 5142.", language_hint="en")["language"] == "fr"
 
 
+def test_the_user_named_by_a_pronoun_or_before_an_abbreviation(directory):
+    got = p(directory, "Bonjour, la patiente (tél. 438-555-0177) aura besoin d'un interprète en dari le 9 décembre "
+                       "à 10h, 1h, au CLSC Métro. Merci de l'aviser.")
+    assert (got["notify_user"], got["user_phone"]) == (True, "438-555-0177")
+    got = p(directory, "Interprète en dari le 9 décembre à 10h. Pour toute question, vous pouvez me joindre au "
+                       "514-555-0100.")
+    assert (got["notify_user"], got["user_phone"]) == (None, None)
+
+
 def test_a_notify_question_answered_on_its_line(directory):
     assert p(directory, "Interprète arabe le 8 déc à 10h.\nRappel au patient par l'interprète ? Non\n")["notify_user"] is False
     assert p(directory, "Interpreter Arabic Dec 8 at 10am.\nRemind the patient? Yes\n")["notify_user"] is True
@@ -334,6 +343,8 @@ def test_mode(directory, text, mode):
     ("Je suis la nouvelle infirmière au CLSC Métro. Comment puis-je faire une demande d'interprète?", "other", None),
     ("Merci, c'est noté pour BIQ-5290 le 3 décembre à 10h.", "other", "BIQ-005290"),
     ("Je serai absente le 8, donc le rendez-vous sera le 9 décembre à 10h, interprète en arabe.", "new_request", None),
+    ("Bonjour, le rendez-vous est reporté au 10 décembre, même heure, même durée.", "modify", None),
+    ("Hi, the appointment has been moved to Dec 10 at 2 pm.", "modify", None),
 ])
 def test_intents_and_references(directory, text, intent, ref):
     got = p(directory, text)
