@@ -78,6 +78,9 @@ TIME_WORD = scanner(r"mn", r"(?<!apres-)(?<!apres )(?<!avant-)(?<!avant )(?<!aft
 AT_HOUR = scanner(r"a", r"\bat (1[0-2]|[7-9])(?:\s*o'clock)?(?![\d:/h]|[.,]\d|\s*(?:o'clock\s*)?(?:am|pm|a\.m|p\.m|h\b|"
                        r"hours?|hrs?|mins?|minutes?|%|years?|ans|people|patients|[a-z]+ (?:st|street|rue|ave|avenue)\b))")
 BARE_HOUR = scanner(r"\d", r"(?<![\d:/.,-])(1[0-2]|0?[1-9])(?![\d:/.,h])")
+BARE_END = re.compile(r"\s*(?:-|a|to|till|until|jusqu'?\s?a)\s*(1[0-2]|[1-9])(?![\d:/a-z]|[.,]\d|\s*(?:am|pm|a\.m|p\.m|"
+                      r"h\b|hours?|heures?|hrs?|min|minutes?|personnes|people|patients|ans|years?|reprises|fois|"
+                      r"times|sessions|seances|[a-z]*etage|floor))")
 RANGE_SEP = re.compile(r"^\s*(?:-+|a|à|to|until|till|jusqu'?\s?a|et|and)\s*$")
 
 DURATION_HM = scanner(r"\d", r"(?<![\d:/-])(\d)[ \t]*(?:heures?|hours?|hrs?)[ \t]*(?:et[ \t]*|and[ \t]*)?([0-5]\d)"
@@ -430,6 +433,8 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
                 start_v = v1
                 if mk2 and mk2 != "word" and not mk1 and v1 < 12 * 60:
                     start_v = v1 + 12 * 60 if mk2.startswith("p") and v1 + 12 * 60 < v2 else v1
+                if mk2 is None and v2 <= start_v < v2 + 12 * 60 and v2 < 12 * 60:
+                    v2 += 12 * 60  # "noon to 1:30", "11:30 to 1": the end is in the afternoon
                 if start_v < v2 and v2 - start_v <= 12 * 60:
                     times.append(TimeMention(s1, e2, start_v, v2 - start_v))
                     used.update({i, j})
@@ -452,6 +457,13 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
     for i, (s, e, v, mk, has_min) in enumerate(raw):
         if i in used:
             continue
+        end = BARE_END.match(t, e)
+        if end and v >= 6 * 60:  # "from 9:30 till 11", "de 9h30 à 11": the end is a bare hour
+            end_v = int(end.group(1)) * 60
+            end_v += 12 * 60 if end_v <= v < end_v + 12 * 60 else 0
+            if 0 < end_v - v <= 8 * 60:
+                times.append(TimeMention(s, end.end(), v, end_v - v))
+                continue
         if _replaced(t, s, e):
             continue
         token = t[s:e]

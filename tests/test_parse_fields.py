@@ -73,6 +73,12 @@ def appts(directory, text, today=FRI, **kw):
     ("Interpreter on Thursday the 3rd at 9, 2 hours.", [("2026-12-03", "09:00", 120)]),
     ("Interpreter on Dec 3 at 2, 1 hour.", [("2026-12-03", None, 60)]),
     ("Interpreter on Dec 3 at 9 Main Street, 1 hour.", [("2026-12-03", None, 60)]),
+    # a range ending on a bare hour, or crossing noon without am/pm
+    ("Portuguese interpreter on Dec 11 from 9:30 till 11?", [("2026-12-11", "09:30", 90)]),
+    ("Interprète le 2 décembre de 9h30 à 11.", [("2026-12-02", "09:30", 90)]),
+    ("Spanish interpreter, Wed Dec 2, noon to 1:30, in person.", [("2026-12-02", "12:00", 90)]),
+    ("Interprète le 2 décembre à 14h - 3e étage.", [("2026-12-02", "14:00", None)]),
+    ("Interpreter Dec 2 at 10:00 - 3 patients.", [("2026-12-02", "10:00", None)]),
     # when to be there is not when it starts
     ("Interprète arabe le 8 déc à 9h (arriver à 8h45), 1h.", [("2026-12-08", "09:00", 60)]),
     ("Interpreter Arabic Dec 8 at 9 am, please arrive at 8:45 am.", [("2026-12-08", "09:00", None)]),
