@@ -34,6 +34,12 @@ def find_ref(subject_folded: str, body_folded: str) -> str | None:
     return None
 
 
+def only_ref(folded: str) -> str | None:
+    """The one reference a text cites, or None when it cites none or several (a list of requests)."""
+    refs = {normalize_ref(next(g for g in m.groups() if g)) for m in REF_TEXT.finditer(folded)}
+    return refs.pop() if len(refs) == 1 else None
+
+
 CANCEL = re.compile(r"\b(?:annuler|annulez|annule|annulation|annulee|cancel|cancelled|canceled|cancellation|"
                     r"n'(?:ai|a|avons|aurai|aura|aurons|auront|ont) plus besoin|"
                     r"(?:n'est|ne sera) plus (?:necessaire|requise?)|"

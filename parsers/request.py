@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from . import entities, when
 from .directory import Directory
 from .form import form_fields
-from .intent import find_ref, intent, writing_language
+from .intent import find_ref, intent, only_ref, writing_language
 from .mime import MailMessage, read_email
 from .quotes import current_text, is_forward, is_reply
 from .text import clean_typography, fold
@@ -158,6 +158,8 @@ class ChatMessage:
     text: str
     date: datetime | None
     language_code: str
+    replied_ref: str | None = None  # the reference in the bot's message this one answers (a swipe-reply)
+    is_reply: bool = False
 
 
 def _obj(value: object) -> dict:
@@ -175,6 +177,9 @@ def read_update(data: object) -> ChatMessage:
     except (OverflowError, OSError, ValueError):
         moment = None
     text = msg.get("text") or msg.get("caption") or ""
+    replied = _obj(msg.get("reply_to_message"))
+    replied_text = replied.get("text") or replied.get("caption") or ""
+    from_bot = _obj(replied.get("from")).get("is_bot") is True
     return ChatMessage(
         update_id=data.get("update_id") if isinstance(data.get("update_id"), int) else None,
         chat_id=_obj(msg.get("chat")).get("id"),
@@ -184,11 +189,15 @@ def read_update(data: object) -> ChatMessage:
         text=(text if isinstance(text, str) else "")[:20000],
         date=moment,
         language_code=str(frm.get("language_code") or ""),
+        replied_ref=only_ref(fold(replied_text[:5000])) if from_bot and isinstance(replied_text, str) else None,
+        is_reply=from_bot,
     )
 
 
 def parse_update(d: Directory, data: object) -> tuple[ParsedRequest, ChatMessage]:
     chat = read_update(data)
+    # answering one of the bot's messages is like answering its email: its reference is the subject's tag
     parsed = parse_text(d, chat.text, today=local_date(chat.date), sender_name=chat.name,
-                        language_hint=chat.language_code)
+                        language_hint=chat.language_code, reply=chat.is_reply,
+                        subject=f"[{chat.replied_ref}]" if chat.replied_ref else "")
     return parsed, chat

@@ -122,10 +122,14 @@ class FakeBotApi:
         return uid
 
     def push_text(self, user_id: int, text: str, first_name: str = "Test", language_code: str = "fr",
-                  date: int | None = None) -> int:
+                  date: int | None = None, reply_to: dict | None = None) -> int:
+        """A private message; *reply_to* is a message the bot sent, which this one answers (a swipe-reply)."""
         msg = {"message_id": next(self._ids), "date": date or int(time.time()),
                "from": {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": language_code},
                "chat": {"id": user_id, "type": "private", "first_name": first_name}, "text": text}
+        if reply_to is not None:
+            msg["reply_to_message"] = {"message_id": next(self._ids), "date": int(time.time()), "from": BOT_USER,
+                                       "chat": {"id": user_id, "type": "private"}, "text": reply_to["text"]}
         if text.startswith("/"):
             msg["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
         return self._push({"message": msg})

@@ -419,3 +419,26 @@ def test_a_reference_after_for_is_not_a_reason_and_tmrw_is_tomorrow(directory):
     assert got["reason"] is None and got["appointments"] == [{"date": None, "start_time": None, "duration_minutes": 45}]
     assert appts(directory, "hi can I get a vietnamese interpreter tmrw 11am at clsc metro 30 min thx") == [
         ("2026-11-21", "11:00", 30)]
+
+
+def _chat(text: str, replied: str | None = None, from_bot: bool = True) -> dict:
+    msg = {"message_id": 5, "date": 1795000000, "text": text, "chat": {"id": 7, "type": "private"},
+           "from": {"id": 7, "is_bot": False, "first_name": "K", "language_code": "fr"}}
+    if replied is not None:
+        msg["reply_to_message"] = {"message_id": 4, "date": 1794990000, "chat": {"id": 7, "type": "private"},
+                                   "from": {"id": 1, "is_bot": from_bot, "first_name": "biq"}, "text": replied}
+    return {"update_id": 1, "message": msg}
+
+
+def test_a_chat_reply_to_the_bots_message_takes_its_reference(directory):
+    from parsers.request import parse_update
+
+    ack = "Bonjour,\nNous avons bien reçu votre demande BIQ-000123. Voici ce que nous avons compris :"
+    got = parse_update(directory, _chat("annuler", ack))[0].as_contract()
+    assert (got["intent"], got["ref"]) == ("cancel", "BIQ-000123")
+    got = parse_update(directory, _chat("finalement à 15h", ack))[0].as_contract()
+    assert (got["intent"], got["ref"], got["appointments"][0]["start_time"]) == ("modify", "BIQ-000123", "15:00")
+    # a list of several requests, or a message that is not the bot's, names none
+    listing = "Vos demandes :\nBIQ-000123 — 3 décembre\nBIQ-000124 — 4 décembre"
+    assert parse_update(directory, _chat("annuler", listing))[0].ref is None
+    assert parse_update(directory, _chat("annuler", ack, from_bot=False))[0].ref is None

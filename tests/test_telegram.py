@@ -139,6 +139,16 @@ async def test_requester_links_chat_and_sends_a_request(chatbot, sink):
         req = s.scalars(select(Request)).one()
         assert (req.channel, req.status) == ("telegram", "cancelled")
 
+    # a swipe-reply to the bot's message acts on the request that message is about, like an email reply
+    api.push_text(user, f"Interprète en somali le {format_date(in_days(10), 'fr')} à 9h30, 1h, en présentiel "
+                        "au CLSC Côte-des-Neiges.")
+    ack2 = (await reply_to(api, user, 8))[7]
+    ref2 = ack2["text"].split("demande ")[1].split(".")[0]
+    api.push_text(user, "annuler", reply_to=ack2)
+    assert ref2 in (await reply_to(api, user, 9))[8]["text"]
+    with chatbot.store.session() as s:
+        assert {r.ref: r.status for r in s.scalars(select(Request))} == {ref: "cancelled", ref2: "cancelled"}
+
 
 async def test_notifications_off_stops_status_notifications_but_not_action_needed(chatbot, sink):
     api = chatbot.api
