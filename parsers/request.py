@@ -128,6 +128,11 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
         # au téléphone s'est bien passé" does not
     out.intent = intent(folded, automatic=automatic, has_ref=out.ref is not None, is_reply=reply,
                         has_details=has_details, has_appointment=bool(appts), has_language=bool(target))
+    if out.intent == "other" and not reply and not automatic and out.ref is not None and subject_folded:
+        # "Annulation BIQ-5300" with "Merci" or nothing below: a new message's subject says it
+        by_subject = intent(subject_folded, automatic=False, has_ref=True, is_reply=False, has_details=False)
+        if by_subject in ("cancel", "status"):
+            out.intent = by_subject
     if out.intent in ("other", "status"):
         out = ParsedRequest(intent=out.intent, ref=out.ref, language=out.language)
     out.text = (folded + "\n" + subject_folded).strip()

@@ -442,3 +442,15 @@ def test_a_chat_reply_to_the_bots_message_takes_its_reference(directory):
     listing = "Vos demandes :\nBIQ-000123 — 3 décembre\nBIQ-000124 — 4 décembre"
     assert parse_update(directory, _chat("annuler", listing))[0].ref is None
     assert parse_update(directory, _chat("annuler", ack, from_bot=False))[0].ref is None
+
+
+@pytest.mark.parametrize("subject,body,intent", [
+    ("Annulation BIQ-5300", "", "cancel"),
+    ("Annulation - BIQ-005300", "Merci", "cancel"),
+    ("Statut BIQ-5300?", "", "status"),
+    ("RE: [BIQ-005300] Annulation confirmée", "Merci!", "other"),    # a reply: the subject is ours
+    ("Merci - annulation de la semaine dernière", "Merci pour votre aide!", "other"),  # no reference
+])
+def test_a_new_messages_subject_can_say_what_it_wants(directory, subject, body, intent):
+    got = p(directory, body, subject=subject, reply=subject.startswith("RE:"))
+    assert got["intent"] == intent
