@@ -136,7 +136,9 @@ TITLES = r"(?:m\.|mr\.?|mme|mrs\.?|ms\.?|mlle|madame|monsieur|miss)"
 PREFER_CUE = re.compile(
     r"(?:aimerai(?:t|ent|s)? avoir|aimerions avoir|aimerions|souhaiterai(?:t|ent|s)?(?: avoir)?|prioriser|"
     r"prefere(?:rait|rions)?|would (?:like|prefer)|prefers?|if possible,?|si possible,?|request(?:ing)?|"
-    r"demander?|avoir)\s+(?:" + TITLES + r"\s+)?$")
+    r"demander?|avoir|de preference|preferablement|idealement|preferably|ideally)\s*:?\s+(?:" + TITLES + r"\s+)?$")
+NOT_THIS_ONE = re.compile(r"\b(?:pas|not|sauf|except|eviter|avoid|plutot que|autre que|other than|sans)\s+"
+                          r"(?:(?:avec|with|de|d')\s*)?(?:" + TITLES + r"\s*)?$")
 NAME_AFTER_CUE = re.compile(r"^\s*((?:[A-ZÀ-ÖØ-Þ][\w'’\-]+)(?:\s+[A-ZÀ-ÖØ-Þ][\w'’\-]+){1,2})")
 
 
@@ -150,14 +152,19 @@ def preferred_interpreter(d: Directory, original: str, folded: str, form: dict, 
     for m in d.interpreter_index.find(original):
         if set(d.interpreter_names[m.id].split()) <= sender:
             continue
+        if NOT_THIS_ONE.search(folded, max(0, m.start - 25), m.start):
+            continue  # "pas Karim Aziz svp": a preference against
         return m.id
     # "Mme Nowak", "M. Pierre": a title and a unique surname
     for m in re.finditer(TITLES + r"\s+([a-z][\w'\-]+)", folded):
+        if NOT_THIS_ONE.search(folded, max(0, m.start() - 25), m.start()):
+            continue
         surname = key(original[m.start(1):m.end(1)])
         if surname and surname[0] in d.interpreter_surnames:
             return d.interpreter_surnames[surname[0]]
     # typos in a full name right after a preference cue; otherwise the name as written
-    for m in re.finditer(r"\b(?:avoir|prioriser|aimerait avoir|prefer|if)\s+", folded):
+    for m in re.finditer(r"\b(?:avoir|prioriser|aimerait avoir|prefer|if|de preference|preferablement|idealement|"
+                         r"preferably|ideally)\s*:?\s+", folded):
         if not PREFER_CUE.search(folded[max(0, m.start() - 30):m.end()]) and not folded[m.start():].startswith("if "):
             continue
         nm = NAME_AFTER_CUE.match(original[m.end():])

@@ -454,3 +454,15 @@ def test_a_chat_reply_to_the_bots_message_takes_its_reference(directory):
 def test_a_new_messages_subject_can_say_what_it_wants(directory, subject, body, intent):
     got = p(directory, body, subject=subject, reply=subject.startswith("RE:"))
     assert got["intent"] == intent
+
+
+@pytest.mark.parametrize("text,preferred", [
+    ("Interprète arabe le 8 déc à 10h, pas Karim Aziz svp.", None),           # a preference against
+    ("Interprète arabe le 8 déc à 10h, pas avec M. Aziz svp.", None),
+    ("Interprète espagnol le 8 déc à 10h. Interprète à prioriser : Pedro Alvarez.", "Pedro Alvarez"),
+    ("Interprète espagnol le 8 déc à 10h, de préférence Pedro Alvarez (externe).", "Pedro Alvarez"),
+    ("Spanish interpreter Dec 8 at 10, preferably Pedro Alvarez.", "Pedro Alvarez"),
+    ("Interprète arabe le 8 déc à 10h, avec Mme Haddad si possible.", "int-006"),
+])
+def test_preferred_interpreter_cues(directory, text, preferred):
+    assert p(directory, text)["preferred_interpreter"] == preferred
