@@ -17,8 +17,11 @@ from .text import scanner
 
 STREET_WORDS = scanner("abcmprs", r"\b(?:rue|boul|boulevard|bd|blvd|avenue|av|chemin|ch|place|autoroute|street|"
                           r"road|rd|montee|cote|rang|metro|station)\.?\s*$")
-PLACE_DISTRACTORS = scanner("adfhmptv", r"(?:transfere|transferee|transferred|hospitalise|hospitalisee|hospitalized|"
-                               r"admis|admitted|demenage|moved|provenant|vient|venant|from)\s+(?:a|au|to|de|du|the|a l'|a la|de l'|de la)?\s*$")
+PLACE_DISTRACTORS = scanner("adefhmprstv", r"(?:transfere|transferee|transferred|hospitalise|hospitalisee|hospitalized|"
+                               r"admis|admitted|demenage|moved|provenant|vient|venant|from|"
+                               r"(?:refere|referee|referred|adresse|adressee)\s+(?:par|by|from|de)|"
+                               r"(?:est|sont|is|are) (?:suivie?s?|followed|connue?s?|known)\s+(?:au|a|par|at|by|in|dans))"
+                               r"\s+(?:a|au|to|de|du|the|a l'|a la|de l'|de la|le|la|l')?\s*$")
 NEGATED = scanner("aeinpr", r"(?:et non|and not|not|au lieu d[eu']?|plutot qu[e']|instead of|rather than|pas)\s+"
                      r"(?:a|au|aux|at|the|de|du|en|in|par|by|la|le|l')?\s*(?:la\s+|l')?$")
 

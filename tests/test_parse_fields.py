@@ -466,3 +466,14 @@ def test_a_new_messages_subject_can_say_what_it_wants(directory, subject, body, 
 ])
 def test_preferred_interpreter_cues(directory, text, preferred):
     assert p(directory, text)["preferred_interpreter"] == preferred
+
+
+@pytest.mark.parametrize("text,place", [
+    ("Interprète arabe le 8 déc à 10h. Le patient est suivi au CLSC Métro mais le rdv est à l'HGJ.",
+     "hopital-general-juif"),
+    ("Interprète arabe le 8 déc à 10h au CLSC Métro. Le patient a été référé par le CHUM.", "clsc-metro"),
+    ("Arabic interpreter Dec 8 at 10 am at CLSC Metro; the patient was referred by the JGH.", "clsc-metro"),
+    ("Interprète arabe pour une rencontre de suivi au CLSC Métro le 8 déc à 10h.", "clsc-metro"),
+])
+def test_where_the_patient_is_followed_or_referred_from_is_not_the_place(directory, text, place):
+    assert p(directory, text)["location"] == place
