@@ -408,8 +408,15 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
         if re.match(r"^(?:consultation|rencontre|suivi|evaluation|rdv|seances?|sessions?|follow-up|physio|"
                     r"assessment|appointment|meeting|visite|atelier|examen|therapie|therapy|vaccination)\b", f) \
                 or re.match(r"^\w+ (?:follow-up|sessions?|assessment|appointment|consultation)\b", f):
-            s2 = s[:_phrase_end(_f(s), 0, [(a - sm.start(1), b - sm.start(1)) for a, b in claimed], commas=False)]
-            phrase = TRAILING.sub("", s2).strip(" ,:-")
+            # the sentence without its date, time, place or language: "Rencontre d'environ 2h avec la
+            # travailleuse sociale" → "Rencontre avec la travailleuse sociale"
+            s2 = s[:_phrase_end(_f(s), 0, [], commas=False)]
+            offset = sm.start(1) + (len(sm.group(1)) - len(sm.group(1).lstrip()))
+            for a, b in sorted(((a - offset, b - offset) for a, b in claimed), reverse=True):
+                if 0 < a < len(s2):
+                    cut = CLAIMED_LEAD.search(s2, 0, a)
+                    s2 = s2[:cut.start() if cut else a] + s2[min(b, len(s2)):]
+            phrase = re.sub(r"\s{2,}", " ", TRAILING.sub("", s2)).strip(" ,:-")
             if phrase and not GENERIC_APPOINTMENT.match(_f(phrase)):
                 return phrase
     return None
@@ -418,12 +425,18 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
 PHRASE_MAX = 160  # a reason is a few words: never scan further (keeps long lines linear)
 
 
+CLAIMED_LEAD = re.compile(r"(?:\s+(?:d['’]environ|environ|d['’]une durée de|d['’]une duree de|pendant|durant|for|"
+                          r"about|around|à|a|at|le|on|au|aux|à la|a la|à l['’]|a l['’]|at the|in|dans|chez|en|de|du))*"
+                          r"\s*$", re.I)
+SENTENCE_STOP = re.compile(r"[.;!?\n]|\s-\s|\s\(")
+
+
 def _phrase_end(folded: str, start: int, claimed: list[tuple[int, int]], commas: bool = True) -> int:
     limit = min(len(folded), start + PHRASE_MAX)
     m = REASON_STOP.search(folded, start, limit)
     end = m.start() if m else limit
-    if not commas and m and m.group().startswith(","):
-        m2 = re.compile(r"[.;!?\n]").search(folded, start, limit)
+    if not commas:  # a short sentence of its own: "Rencontre avec l'ergothérapeute, 2e étage."
+        m2 = SENTENCE_STOP.search(folded, start, limit)
         end = m2.start() if m2 else limit
     for a, _b in claimed:
         if start < a < end:

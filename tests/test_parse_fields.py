@@ -403,7 +403,11 @@ def test_an_appointment_named_without_its_purpose_is_no_reason(directory):
     assert p(directory, text)["reason"] is None
     assert p(directory, "Interprète arabe le 8 décembre à 10h pour son rendez-vous.")["reason"] is None
     got = p(directory, "Interprète turc le 3 décembre à 13h. Rencontre d'environ 2h avec la travailleuse sociale.")
-    assert got["reason"] != "Rencontre d'environ"
+    assert got["reason"] == "Rencontre avec la travailleuse sociale"
+    got = p(directory, "Interprète arabe le 8 déc à 10h au CLSC Métro. Rencontre avec l'ergothérapeute.")
+    assert got["reason"] == "Rencontre avec l'ergothérapeute"
+    got = p(directory, "Interprète. Rencontre en arabe avec le médecin le 8 déc à 10h.")
+    assert got["reason"] == "Rencontre avec le médecin"
 
 
 def test_reason_cues_are_whole_words(directory):
