@@ -444,10 +444,12 @@ def _phrase_end(folded: str, start: int, claimed: list[tuple[int, int]], commas:
     return end
 
 
-FREE_MESSAGE = re.compile(r"\b(?:message (?:a|pour) l'interprete|message (?:for|to) the interpreter|"
-                          r"note (?:for|to) the interpreter|note (?:a|pour) l'interprete)\s*:\s*([^\n]+)")
-FREE_NOTES = re.compile(r"\b(?:notes? (?:au|pour le) coordo?n?nateur|message a la banque(?: d'interpretes)?|"
-                        r"notes? (?:to|for) the (?:coordinator|bank))\s*:\s*([^\n]+)")
+FREE_MESSAGE = re.compile(r"\b(?:(?:message|note|info|infos|information|consignes?) (?:a|pour) l'interprete|"
+                          r"(?:message|note|info|instructions?) (?:for|to) the interpreter|pour l'interprete|"
+                          r"for the interpreter|a l'attention de l'interprete|interpreter note)\s*:\s*([^\n]+)")
+FREE_NOTES = re.compile(r"\b(?:notes? (?:au|pour le|a la|pour la) (?:coordo?n?nat(?:eur|rice)|banque)|"
+                        r"message a la banque(?: d'interpretes)?|pour (?:la banque|le coordo?n?nateur|la coordo?n?natrice)|"
+                        r"notes? (?:to|for) the (?:coordinator|bank)|for the (?:coordinator|bank))\s*:\s*([^\n]+)")
 
 
 def free_field(original: str, folded: str, form: dict, field: str) -> str | None:

@@ -481,3 +481,14 @@ def test_preferred_interpreter_cues(directory, text, preferred):
 ])
 def test_where_the_patient_is_followed_or_referred_from_is_not_the_place(directory, text, place):
     assert p(directory, text)["location"] == place
+
+
+def test_messages_for_the_interpreter_and_the_bank_in_other_words(directory):
+    got = p(directory, "Interprète arabe le 8 déc à 10h. Pour l'interprète : se présenter à l'accueil du 2e étage.\n"
+                       "Note pour la banque : facturer au programme SAPA.")
+    assert got["message_to_interpreter"] == "se présenter à l'accueil du 2e étage."
+    assert got["notes_to_coordinator"] == "facturer au programme SAPA."
+    got = p(directory, "Arabic interpreter Dec 8 at 10am.\nFor the interpreter: ask for Dr. Lee at reception.\n"
+                       "For the coordinator: this is urgent.")
+    assert (got["message_to_interpreter"], got["notes_to_coordinator"]) == ("ask for Dr. Lee at reception.",
+                                                                         "this is urgent.")
