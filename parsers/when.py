@@ -73,6 +73,11 @@ TIME_H = scanner(r"\d", r"(?:(?<![\d:/.,-])|(?<=\dh-)|(?<=\dh\d\d-)|(?<=(?<!\d)[
 TIME_COLON = scanner(r"\d", r"(?<![\d:/.])([01]?\d|2[0-3])[:h]([0-5]\d)(?:\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z]))?(?!\d)")
 TIME_AMPM = scanner(r"\d", r"(?<![\d:/.])(1[0-2]|0?[1-9])\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")
 TIME_WORD = scanner(r"mn", r"(?<!apres-)(?<!apres )(?<!avant-)(?<!avant )(?<!after)\b(midi|noon|minuit|midnight)\b")
+# "à 13 heures", "vers 13 heures 30", "à 2 heures de l'après-midi", "10 heures du matin": a time,
+# where "pour 2 heures" is a duration
+TIME_HEURES = scanner(r"abdv",
+    r"\b(?:a|à|vers|des|des les|dès|at|about|around)\s+(1\d|2[0-3]|0?\d)\s+heures?(?:\s+(?:et\s+)?([0-5]\d)(?!\s*(?:min|mn)))?"
+    r"(?:\s+(de l'apres-midi|de l'apres midi|du soir|du matin))?(?!\s*(?:de route|de trajet|d'avance|avant|plus tot))")
 # "at 9", "at 10 o'clock": a bare hour after "at" is a morning or noon start (7 to 12); "at 2"
 # could be either, so it stays unread
 AT_HOUR = scanner(r"a", r"\bat (1[0-2]|[7-9])(?:\s*o'clock)?(?![\d:/h]|[.,]\d|\s*(?:o'clock\s*)?(?:am|pm|a\.m|p\.m|h\b|"
@@ -98,12 +103,14 @@ NUMBER_WORDS = {
 _NUMW = "|".join(sorted((re.escape(w) for w in NUMBER_WORDS), key=len, reverse=True))
 DURATION_WORDS = scanner(r"a-z",
     rf"\b(?:(une demi[- ]heure|a half[- ]hour|half an hour|half-hour)|"
-    rf"(?:({_NUMW})\s+(heures?|hours?)(\s+(?:et\s+demie?|and a half|trente|thirty))?)|"
+    rf"(?:({_NUMW})\s+(?:and a half\s+)?(heures?|hours?)(\s+(?:et\s+demie?|and a half|trente|thirty|et quart|and a quarter))?)|"
     rf"(?:({_NUMW})\s+minutes?))\b")
 
 DURATION_QUARTERS = scanner(r"\dtaq",
     r"(?:(?<![\d/])(\d)\s*(?:1/2|½)\s*(?:heures?|hours?|hrs?|h)\b|"
+    r"(?<![\d/])(\d)\s*(?:heures?|hours?|h)\s+(?:et|and a)\s+quart(?:er)?\b|"
     r"\b(?:trois quarts? d'heure|three quarters? of an hour|(?:un |a )?quart d'heure|a quarter(?: of an)? hour))")
+DURATION_LABELS = ("duree", "duration", "length", "durera", "dure", "lasts")  # never "pour 8:30"
 DURATION_CUES = ("duree", "duration", "pour", "environ", "approx", "approximativement", "prevoir",
                  "pendant", "about", "for", "during", "around", "durera", "dure", "lasts", "take",
                  "takes", "last", "plus ou moins", "roughly", "estimated", "prevue", "prevu")
@@ -403,6 +410,13 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
         if free(m.start(), m.end()):
             raw.append((m.start(), m.end(), int(m.group(1)) * 60 + int(m.group(2) or 0), None, bool(m.group(2))))
             taken.append((m.start(), m.end()))
+    for m in TIME_HEURES.finditer(t):
+        h = int(m.group(1))
+        if m.group(3) and m.group(3).startswith(("de l'apres", "du soir")) and h < 12:
+            h += 12
+        if free(m.start(1), m.end()) and 6 <= h <= 21:
+            raw.append((m.start(1), m.end(), h * 60 + int(m.group(2) or 0), "word", True))
+            taken.append((m.start(1), m.end()))
     for m in TIME_WORD.finditer(t):
         if free(m.start(), m.end()):
             v = 12 * 60 if m.group(1) in ("midi", "noon") else 0
@@ -467,6 +481,9 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
         if _replaced(t, s, e):
             continue
         token = t[s:e]
+        if ":" in token and mk is None and 15 <= v <= 8 * 60 + 59 and _prev_word(t, s) in DURATION_LABELS:
+            durations.append(DurationMention(s, e, v))  # "durée : 01:30"
+            continue
         if "h" in token and mk is None:
             prev = _prev_word(t, s)
             after = t[e:e + 20]
@@ -499,9 +516,11 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             if NOT_APPOINTMENT_AFTER.match(t[m.end():m.end() + 20]) or _replaced(t, m.start(), m.end()):
                 continue
             durations.append(DurationMention(m.start(), m.end(), conv(m)))
-    for m in DURATION_QUARTERS.finditer(t) if ("quart" in t or "/2" in t or "½" in t) else ():
+    for m in DURATION_QUARTERS.finditer(t) if ("quart" in t or "/2" in t or "½" in t) else ():  # "quart" ⊃ "quarter"
         if free(m.start(), m.end()) and not _replaced(t, m.start(), m.end()):
-            v = (int(m.group(1)) * 60 + 30) if m.group(1) else 45 if m.group(0).startswith(("trois", "three")) else 15
+            v = (int(m.group(1)) * 60 + 30) if m.group(1) else (int(m.group(2)) * 60 + 15) if m.group(2) \
+                else 45 if m.group(0).startswith(("trois", "three")) else 15
+            durations = [x for x in durations if not m.start() <= x.start < m.end()]  # "1 heure" of "1 heure et quart"
             durations.append(DurationMention(m.start(), m.end(), v))
             taken.append((m.start(), m.end()))
     for m in DURATION_WORDS.finditer(t):
@@ -512,7 +531,8 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
         if m.group(1):
             v = 30
         elif m.group(2):
-            v = NUMBER_WORDS[m.group(2)] * 60 + (30 if m.group(4) else 0)
+            half = m.group(4) or ("and a half" in m.group(0) and " ")
+            v = NUMBER_WORDS[m.group(2)] * 60 + (15 if half and "quar" in half else 30 if half else 0)
             if m.group(2) in ("a", "un") and not re.search(r"(about|environ|pour|for|durera|dure|of|d')\s*$",
                                                             t[max(0, m.start() - 12):m.start()]) and m.group(2) == "a":
                 v = 60

@@ -79,6 +79,15 @@ def appts(directory, text, today=FRI, **kw):
     ("Spanish interpreter, Wed Dec 2, noon to 1:30, in person.", [("2026-12-02", "12:00", 90)]),
     ("Interprète le 2 décembre à 14h - 3e étage.", [("2026-12-02", "14:00", None)]),
     ("Interpreter Dec 2 at 10:00 - 3 patients.", [("2026-12-02", "10:00", None)]),
+    # "à 13 heures", "2 heures de l'après-midi"; "et quart", "and a half"; "durée : 01:30"
+    ("Interprète arabe le 8 déc à 13 heures pour deux heures et demie.", [("2026-12-08", "13:00", 150)]),
+    ("Interprète arabe le 8 déc à 13 heures 30, 1 heure et quart.", [("2026-12-08", "13:30", 75)]),
+    ("Interprète arabe le 8 déc à 2 heures de l'après-midi, une heure maximum.", [("2026-12-08", "14:00", 60)]),
+    ("Interprète arabe le 8 déc à 14h. La clinique est à 2 heures de route.", [("2026-12-08", "14:00", None)]),
+    ("Interpreter Dec 8 at 1 pm, an hour and a quarter.", [("2026-12-08", "13:00", 75)]),
+    ("Interpreter Dec 8 at 2pm for two and a half hours.", [("2026-12-08", "14:00", 150)]),
+    ("Interprète arabe le 8 déc à 14h, durée : 01:30.", [("2026-12-08", "14:00", 90)]),
+    ("Interprète le 8 déc, rendez-vous pour 8:30.", [("2026-12-08", "08:30", None)]),
     # when to be there is not when it starts
     ("Interprète arabe le 8 déc à 9h (arriver à 8h45), 1h.", [("2026-12-08", "09:00", 60)]),
     ("Interpreter Arabic Dec 8 at 9 am, please arrive at 8:45 am.", [("2026-12-08", "09:00", None)]),
