@@ -46,7 +46,15 @@ _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _ORD = r"(?:er|re|e|eme|st|nd|rd|th)?"
 _NOT_TIME = r"(?!\s*(?:h\b|h\d|:\d|heure|hr|am\b|pm\b|a\.m|p\.m|min))"
 
-ISO_DATE = scanner(r"2", r"\b(20\d\d)-(\d{1,2})-(\d{1,2})\b")
+ISO_DATE = scanner(r"2", r"\b(20\d\d)[-/](\d{1,2})[-/](\d{1,2})(?!\d)")
+DMY_DASHED = scanner(r"\d", r"(?<![\d/.-])(\d{1,2})-(\d{1,2})-(20\d\d)\b")  # "03-12-2026", day first
+DAY_WORDS = {"premier": 1, "first": 1, "1er": 1, "deux": 2, "second": 2, "trois": 3, "third": 3, "quatre": 4,
+             "fourth": 4, "cinq": 5, "fifth": 5, "six": 6, "sixth": 6, "sept": 7, "seventh": 7, "huit": 8,
+             "eighth": 8, "neuf": 9, "ninth": 9, "dix": 10, "tenth": 10}
+_DAYW = "|".join(sorted(DAY_WORDS, key=len, reverse=True))
+# "le premier décembre", "the first of December", "December first"
+DAY_WORD_DATE = scanner(r"dlotu" + "".join(sorted({m[0] for m in MONTHS})),
+    rf"\b(?:(?:le|the|du|au|on the)\s+({_DAYW})\s+(?:de\s+|of\s+)?({_MONTH})\b\.?|({_MONTH})\.?\s+(first|second|third))\b")
 NUM_DATE = scanner(r"\d", r"(?<![\d/.-])(\d{1,2})[/.](\d{1,2})(?:[/.](\d{4}|\d\d))?(?![\d/])")
 DAY_MONTH = scanner(r"dfjlmstvw\d",
     rf"\b(?:({_WD})s?\.?,?\s+)?(?:(?:le|les|the)\s+)?(?<![\d:])(?<!h)(?<!h )(\d{{1,2}}){_ORD}"
@@ -228,6 +236,16 @@ def find_dates(t: str, today: date) -> list[DateMention]:
         d = _safe_date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
         if d:
             add(DateMention(m.start(), m.end(), [d]))
+    for m in DMY_DASHED.finditer(t):
+        d = _safe_date(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+        if d and free(m.start(), m.end()):
+            add(DateMention(m.start(), m.end(), [d]))
+    for m in DAY_WORD_DATE.finditer(t):
+        day, month = (DAY_WORDS[m.group(1)], MONTHS.get(m.group(2))) if m.group(1) else \
+            (DAY_WORDS[m.group(4)], MONTHS.get(m.group(3)))
+        d = _future(day, month, None, today) if month else None
+        if d and free(m.start(), m.end()):
+            add(DateMention(m.start(), m.end(), [d]))
     for m in DAY_MONTH.finditer(t):
         if not free(m.start(), m.end()):
             continue
@@ -318,7 +336,9 @@ def find_dates(t: str, today: date) -> list[DateMention]:
 EVERY = re.compile(r"\b(?:chaque|every|each|tous les|toutes les)\s+$")
 # "le 7 ou le 8 décembre", "du 7 au 11 décembre", "Dec 7 or Dec 8", "demain ou après-demain":
 # one appointment on one of several days, or a span of days: no single date to book
-DAY_BEFORE = re.compile(r"\b\d{1,2}(?:er|st|nd|rd|th)?\s*(?:ou|or|au|to|-|until|jusqu'au)\s*(?:le\s+|the\s+)?$")
+DAY_BEFORE = re.compile(r"(?:\b\d{1,2}(?:er|st|nd|rd|th)?\s*(?:ou|or|au|to|-|until|jusqu'au)\s*(?:le\s+|the\s+)?|"
+                        r"\b(?:semaine du|week of|d'ici(?: le)?|by|before|avant(?: le)?|no later than|"
+                        r"au plus tard(?: le)?)\s+)$")  # a week or a deadline, not a day
 OR_BETWEEN = re.compile(r"^[^.;!?\n]{0,25}?(?<![a-z'])(?:ou|or)\s+(?:bien\s+|encore\s+)?(?:le\s+|the\s+|on\s+)?$")
 
 

@@ -88,6 +88,14 @@ def appts(directory, text, today=FRI, **kw):
     ("Interpreter Dec 8 at 2pm for two and a half hours.", [("2026-12-08", "14:00", 150)]),
     ("Interprète arabe le 8 déc à 14h, durée : 01:30.", [("2026-12-08", "14:00", 90)]),
     ("Interprète le 8 déc, rendez-vous pour 8:30.", [("2026-12-08", "08:30", None)]),
+    # days in words, dashed and slashed numeric dates
+    ("Interprète arabe le premier décembre à 10h.", [("2026-12-01", "10:00", None)]),
+    ("Interpreter Arabic on the first of December at 10am.", [("2026-12-01", "10:00", None)]),
+    ("Interprète arabe le 03-12-2026 à 10h.", [("2026-12-03", "10:00", None)]),
+    ("Interprète arabe le 2026/12/03 à 10h.", [("2026-12-03", "10:00", None)]),
+    # a week or a deadline is no day
+    ("Interprète arabe pour la semaine du 7 décembre.", [(None, None, None)]),
+    ("Interprète arabe au plus tard le 7 décembre à 10h.", [(None, "10:00", None)]),
     # when to be there is not when it starts
     ("Interprète arabe le 8 déc à 9h (arriver à 8h45), 1h.", [("2026-12-08", "09:00", 60)]),
     ("Interpreter Arabic Dec 8 at 9 am, please arrive at 8:45 am.", [("2026-12-08", "09:00", None)]),
