@@ -54,6 +54,11 @@ STATUS = re.compile(
     r"demandes en cours|demandes a venir|interprete (?:a|a-t-il|a-t-elle) ete (?:trouvee?|assignee?)|"
     r"pu trouver|trouver quelqu'un|interpreter (?:has been|been) (?:found|assigned)|"
     r"did you find|were you able to find|any news|confirmee?s?\s*\?|confirmed\s*\?|"
+    r"still on|toujours (?:prevue?|confirmee?|d'actualite|valide)|(?:acceptee?|accepted|assignee?|assigned)\s*\?|"
+    r"who is the interpreter|who will (?:be )?interpret|qui sera l'interprete|qui est l'interprete|"
+    r"quel(?:le)? interprete (?:sera|est|a ete)|which interpreter|(?:toujours )?pas (?:eu )?de nouvelles|"
+    r"no news|haven't heard|have not heard|(?:what|which) requests|quelles demandes|"
+    r"(?:anyone|someone|somebody|an interpreter) (?:accepted|taken|confirmed)|quelqu'un a (?:accepte|confirme)|"
     r"(?:est-elle|est-il|is it|is this|is my|is the)\b[^.?\n]{0,30}\bconfirm(?:ee?|ed)\b)")
 MODIFY = re.compile(
     r"\b(?:modifier|modification|modif|changement|changer|change|changed|deplace|deplacer|deplacee|reporter|"
