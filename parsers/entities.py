@@ -202,6 +202,10 @@ def _roster_id(d: Directory, name: str) -> str | None:
     parts = k.split()
     if len(parts) == 1 and parts[0] in d.interpreter_surnames:
         return d.interpreter_surnames[parts[0]]
+    if len(parts) >= 2:  # "Ana Sofia" of "Ana Sofia Pereira": two names or more that only one interpreter has
+        owners = [iid for iid, full in d.interpreter_names.items() if set(parts) <= set(full.split())]
+        if len(owners) == 1:
+            return owners[0]
     return None
 
 

@@ -489,6 +489,8 @@ def test_a_new_messages_subject_can_say_what_it_wants(directory, subject, body, 
     ("Interprète espagnol le 8 déc à 10h, de préférence Pedro Alvarez (externe).", "Pedro Alvarez"),
     ("Spanish interpreter Dec 8 at 10, preferably Pedro Alvarez.", "Pedro Alvarez"),
     ("Interprète arabe le 8 déc à 10h, avec Mme Haddad si possible.", "int-006"),
+    ("Interprète portugais le 8 déc. à 13h, 1h, idéalement Ana Sofia.", "int-017"),   # given names only one has
+    ("Interprète le 8 déc à 13h, idéalement Jean Tremblay.", "Jean Tremblay"),     # not in the roster
 ])
 def test_preferred_interpreter_cues(directory, text, preferred):
     assert p(directory, text)["preferred_interpreter"] == preferred
