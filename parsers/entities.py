@@ -230,7 +230,8 @@ FORM_MODE_WORDS = {
     "in_person": re.compile(r"^\W*(?:presence|personne|person|physique)\b"),
 }
 IMPLIED_IN_PERSON = scanner("adit", r"\b(?:au|a l'|a la|at the|at our|at|a notre|dans nos|in our|to our)\s*"
-                               r"(?:clsc|hopital|clinique|clinic|hospital|locaux|bureau|office)\b")
+                               r"(?:clsc|hopital|clinique|clinic|hospital|locaux|bureau|office|chu|chum|cusm|muhc|"
+                               r"institut|pavillon)\b")
 
 
 def mode(folded: str, form: dict) -> str | None:

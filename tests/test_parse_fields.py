@@ -283,6 +283,7 @@ def test_phoning_the_user_is_not_the_mode(directory):
                        "Merci de prévenir la patiente par téléphone au 514-555-0188.")
     assert (got["mode"], got["notify_user"]) == ("in_person", True)
     assert p(directory, "Hi, Creole interpreter on Dec 14 at 1:30 pm at CLSC Metro.")["mode"] == "in_person"
+    assert p(directory, "Interprète arabe le 1er déc. à 9 h au CHUM, 1 h 30.")["mode"] == "in_person"
 
 
 def test_a_reply_that_only_states_the_mode_modifies(directory):
