@@ -342,6 +342,17 @@ DAY_BEFORE = re.compile(r"(?:\b\d{1,2}(?:er|st|nd|rd|th)?\s*(?:ou|or|au|to|-|unt
 OR_BETWEEN = re.compile(r"^[^.;!?\n]{0,25}?(?<![a-z'])(?:ou|or)\s+(?:bien\s+|encore\s+)?(?:le\s+|the\s+|on\s+)?$")
 
 
+BACKGROUND = re.compile(r"\b(?:avait ete|avaient ete|had been|etait prevue?|was scheduled|ancien rendez-vous|"
+                        r"ancien rdv|previous appointment|dernier rendez-vous|last appointment|la derniere fois|last time)\b")
+
+
+def _sentence(t: str, start: int, end: int) -> tuple[int, int]:
+    """The span of the sentence around t[start:end]."""
+    a = max(t.rfind(c, 0, start) for c in ".!?\n") + 1
+    m = re.compile(r"[!?\n]|\.(?=\s|$)").search(t, end)
+    return a, m.start() if m else len(t)
+
+
 def _alternatives(found: list[DateMention], t: str) -> list[DateMention]:
     for m in found:
         if DAY_BEFORE.search(t, max(0, m.start - 20), m.start):
@@ -586,6 +597,13 @@ def appointments(t: str, today: date) -> tuple[list[Appointment], list[tuple[int
         end = min(found[i + 1].start if i + 1 < len(found) else len(t), stop.start() if stop else len(t))
         times = [x for x in times if not d.start <= x.start < end]
         durations = [x for x in durations if not d.start <= x.start < end]
+    if len(dates) > 1:  # "le rdv du 1er décembre avait été annulé": told as background, not asked for
+        told = [(a, b) for a, b in (_sentence(t, d.start, d.end) for d in dates) if BACKGROUND.search(t, a, b)]
+        kept = [d for d in dates if not any(a <= d.start < b for a, b in told)]
+        if kept:
+            dates = kept
+            times = [x for x in times if not any(a <= x.start < b for a, b in told)]
+            durations = [x for x in durations if not any(a <= x.start < b for a, b in told)]
     dates = _merge_alternatives(dates, t)
     # a date phrase that is also a time range/number (e.g. '10/12' vs '10h'): dates win
     if not dates and not times and not durations:

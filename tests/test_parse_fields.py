@@ -170,6 +170,14 @@ def test_either_day_a_span_or_every_week_is_no_single_date(directory, text, expe
     assert appts(directory, text) == expected
 
 
+def test_a_date_told_as_background_is_no_appointment(directory):
+    text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
+            "clinique, d'où cette nouvelle demande.")
+    assert appts(directory, text) == [("2026-12-08", "10:00", 60)]
+    assert appts(directory, "Interpreter Arabic Dec 8 at 10am. The previous appointment on Dec 1 was cancelled.") \
+        == [("2026-12-08", "10:00", None)]
+
+
 def test_a_replaced_date_is_no_appointment(directory):
     assert appts(directory, "Sorry, the date should be December 9, not December 8.", reply=True) == [
         ("2026-12-09", None, None)]
