@@ -73,9 +73,11 @@ NEW = re.compile(
 MOVED = re.compile(r"\b(?:(?:est|a ete|sera|is|has been|was|been) (?:reporte|deplace|devance|moved|rescheduled|"
                    r"postponed|pushed back)|(?:reporter|deplacer|devancer|reschedule|move|postpone) (?:le|la|the|my|mon|ma)"
                    r" (?:rendez-vous|rdv|rencontre|appointment|meeting|interprete|interpreter))\b")
+# a greeting, then thanks or an agreement
+THANKS = (r"^\W*(?:(?:bonjour|allo|hi|hello)\W+)?(?:merci|thanks|thank you|thx|parfait|super|ok|d'accord|genial|"
+          r"great|perfect|excellent)")
 OTHER_ONLY = re.compile(
-    r"^\W*(?:(?:bonjour|allo|hi|hello)\W+)?(?:merci|thanks|thank you|thx|parfait|super|ok|d'accord|genial|"
-    r"great|perfect)(?:\s+(?:beaucoup|bien|a lot|so much|very much|encore|again|pour (?:la|le|votre|your) \w+|"
+    THANKS + r"(?:\s+(?:beaucoup|bien|a lot|so much|very much|encore|again|pour (?:la|le|votre|your) \w+|"
     r"for (?:the|your) \w+))*[\s!.,:)(\w]{0,25}$")
 NOTIFICATIONS = re.compile(r"\b(?:desactiver|activer|reactiver|turn (?:off|on)|disable|enable|stop|arreter)\s+"
                            r"(?:les |the |my |mes )?(?:notifications|courriels|emails|avis)")
@@ -126,8 +128,7 @@ OUT_OF_OFFICE = re.compile(
     r"je suis absente?|je serai absente?|en vacances|en conge|absente? du bureau|de retour le|"
     r"back in the office|will be back)\b")
 ACKNOWLEDGED = re.compile(
-    r"^\W*(?:(?:bonjour|hi|hello|allo)\W+)?(?:merci|thanks|thank you|parfait|super|ok|d'accord|great|perfect|"
-    r"excellent)\b[^\n]{0,40}?\b(?:c'est note|bien note|bien recu|noted|got it|see you|a bientot|"
+    THANKS + r"\b[^\n]{0,40}?\b(?:c'est note|bien note|bien recu|noted|got it|see you|a bientot|"
     r"a (?:lundi|mardi|mercredi|jeudi|vendredi|demain))\b")
 HOW_QUESTION = re.compile(r"\b(?:comment (?:puis-je|faire|on|peut-on|je)|how (?:do|can|should) (?:i|we)|how to|"
                           r"quelle est la procedure|what is the procedure|de quelle facon)\b")
