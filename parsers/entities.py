@@ -35,7 +35,13 @@ def _negated(folded: str, start: int) -> bool:
 LANG_CUE_BEFORE = scanner(r"eilpsd:\-", r"(?:\ben|\binterprete|\binterpreter|\blangue|\blanguage|\bparle|\bspeaks?|"
                              r"\bspeaking|\bde langue|\bd'origine|\bin|[:-])\s*(?:\(?dialecte\s+)?$")
 LANG_CUE_AFTER = re.compile(r"^\s*(?:interpreter|interpretation|speaking|speaker|-speaking|\))")
-PAIR_SEP = re.compile(r"^\s*(?:-|/|>|vers|to|into|a|au|->|=>|et|and)\s*$")
+PAIR_SEP = re.compile(r"^\s*(?:-|/|>|vers|to|into|a|au|->|=>|et|and)\s*(?:le |la |l'|les |the )?$")
+# the clinician's side in English, said in words: "le médecin est anglophone", "the meeting will be in English"
+SOURCE_ENGLISH = re.compile(
+    r"\b(?:medecin|docteure?|dre?|infirmiere?|intervenante?|travailleu(?:se|r) social[e]?|professionnel(?:le)?|"
+    r"clinicien(?:ne)?|la rencontre|le rendez-vous|l'equipe|doctor|nurse|clinician|physician|the meeting|"
+    r"the appointment|the team)\b[^.\n;]{0,30}?\b(?:parle|parlera|speaks|will speak|est|sera|is|will be|se fera|"
+    r"se deroulera|will be held)\s+(?:en\s+|in\s+)?(?:anglais|english|anglophone|english-speaking)\b")
 
 
 def language_mentions(d: Directory, original: str, folded: str) -> list[Match]:
@@ -84,6 +90,8 @@ def languages(d: Directory, original: str, folded: str, form: dict) -> tuple[str
     for a, b in zip(mentions, mentions[1:], strict=False):
         if a.id in ("fr", "en") and b.id not in ("fr", "en") and PAIR_SEP.match(folded[a.end:b.start]):
             source = source or a.id
+    if source is None and SOURCE_ENGLISH.search(folded):
+        source = "en"
     others = [m for m in mentions if m.id not in ("fr", "en")]
     ids = {m.id for m in others}
     if len(ids) == 1:

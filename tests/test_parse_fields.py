@@ -525,3 +525,14 @@ def test_messages_for_the_interpreter_and_the_bank_in_other_words(directory):
                        "For the coordinator: this is urgent.")
     assert (got["message_to_interpreter"], got["notes_to_coordinator"]) == ("ask for Dr. Lee at reception.",
                                                                          "this is urgent.")
+
+
+@pytest.mark.parametrize("text,source", [
+    ("Interprète de l'anglais vers le somali le 8 déc à 10h.", "en"),
+    ("Interprète somali (le médecin est anglophone) le 8 déc à 10h.", "en"),
+    ("Somali interpreter Dec 8 at 10 am; the doctor speaks English only.", "en"),
+    ("Interprète somali le 8 déc à 10h. Le patient parle un peu anglais.", None),   # the patient's, not the source
+])
+def test_the_clinicians_english_is_the_source(directory, text, source):
+    got = p(directory, text)
+    assert (got["source_language"], got["target_language"]) == (source, "so")
