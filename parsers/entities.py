@@ -277,8 +277,13 @@ def interpreter_type(form: dict, folded: str) -> str | None:
     if not v:
         m = re.search(r"(?:type d'interprete|interpreter type|type of interpreter)\s*:?\s*([^\n.;]*)", folded)
         v = m.group(1) if m else ""
-    if not v and re.search(r"\b(?:(?:un |d'un |a |an )?fournisseur externe|external provider|agence externe)\b", folded):
+    if not v and re.search(r"\b(?:(?:un |d'un |a |an )?fournisseur externe|external provider|agence externe|"
+                           r"interpretes? (?:externes?|d'agence|d'une agence)|external interpreter|agency interpreter)\b",
+                           folded):
         return "external"
+    if not v and re.search(r"\binterpretes? (?:de la|du|de) (?:bi du rsss|bi|banque)\b|\binterpreter from the bank\b",
+                           folded):
+        return "bi_rsss"
     if re.search(r"\bbi du rsss\b|\bbanque\b|\bbi\b|\brsss\b|bank", v):
         return "bi_rsss"
     if re.search(r"fournisseur|externe|external|agence|agency|provider", v):
@@ -289,6 +294,10 @@ def interpreter_type(form: dict, folded: str) -> str | None:
 YES = re.compile(r"^\s*(?:oui|yes|o|y|vrai|true)\b")
 NO = re.compile(r"^\s*(?:non|no|n|faux|false|pas necessaire|not needed)\b")
 NOTIFY_NO = re.compile(r"\b(?:pas besoin d'(?:aviser|appeler|rappeler|prevenir|contacter)|"
+                       r"pas besoin de (?:rappel|l'aviser|la prevenir|le prevenir|les aviser|l'appeler)|"
+                       r"pas de rappel|aucun rappel|no reminder|no need for a reminder|(?:don't|do not) remind|"
+                       r"deja ete avisee?|deja (?:avisee?|au courant|informee?)|already (?:been )?(?:notified|informed|"
+                       r"aware|knows)|"
                        r"(?:ne pas|n'est pas necessaire d')\s*(?:aviser|appeler|rappeler|prevenir|contacter)|"
                        r"no need to (?:call|notify|remind|contact)|do not (?:call|notify|contact)|"
                        r"don't (?:call|notify|contact))")

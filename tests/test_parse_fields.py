@@ -536,3 +536,16 @@ def test_messages_for_the_interpreter_and_the_bank_in_other_words(directory):
 def test_the_clinicians_english_is_the_source(directory, text, source):
     got = p(directory, text)
     assert (got["source_language"], got["target_language"]) == (source, "so")
+
+
+@pytest.mark.parametrize("text,kind,notify", [
+    ("Interprète arabe le 8 déc à 10h, un interprète de la BI du RSSS svp.", "bi_rsss", None),
+    ("Interprète arabe le 8 déc à 10h, un interprète externe (agence) convient.", "external", None),
+    ("Interprète arabe le 8 déc à 10h. Pas besoin de rappel à l'usager.", None, False),   # was True
+    ("Arabic interpreter Dec 8 at 10 am. No reminder call needed.", None, False),
+    ("Interprète arabe le 8 déc à 10h. L'usager a déjà été avisé.", None, False),
+    ("Bonjour Banque d'interprètes, interprète arabe le 8 déc à 10h.", None, None),
+])
+def test_interpreter_type_and_notify_in_passing(directory, text, kind, notify):
+    got = p(directory, text)
+    assert (got["interpreter_type"], got["notify_user"]) == (kind, notify)
