@@ -79,6 +79,7 @@ WEEKDAY_PHRASE = scanner(r"cdfijlmnstvw",
 TIME_H = scanner(r"\d", r"(?:(?<![\d:/.,-])|(?<=\dh-)|(?<=\dh\d\d-)|(?<=(?<!\d)[7-9]-)|(?<=(?<![\d-])1\d-)"
                          r"|(?<=(?<![\d-])2[0-3]-))([01]?\d|2[0-3])\s?h\s?([0-5]\d)?(?![a-z\d])")
 TIME_COLON = scanner(r"\d", r"(?<![\d:/.])([01]?\d|2[0-3])[:h]([0-5]\d)(?:\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z]))?(?!\d)")
+TIME_DOT = scanner(r"\d", r"(?<![\d:/.])(1[0-2]|0?[1-9])\.([0-5]\d)\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")  # "9.30am"
 TIME_AMPM = scanner(r"\d", r"(?<![\d:/.])(1[0-2]|0?[1-9])\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")
 TIME_WORD = scanner(r"mn", r"(?<!apres-)(?<!apres )(?<!avant-)(?<!avant )(?<!after)\b(midi|noon|minuit|midnight)\b")
 # "à 13 heures", "vers 13 heures 30", "à 2 heures de l'après-midi", "10 heures du matin": a time,
@@ -433,6 +434,10 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
         h = _ampm(int(m.group(1)), m.group(3))
         raw.append((m.start(), m.end(), h * 60 + int(m.group(2)), m.group(3), True))
         taken.append((m.start(), m.end()))
+    for m in TIME_DOT.finditer(t):
+        if free(m.start(), m.end()):
+            raw.append((m.start(), m.end(), _ampm(int(m.group(1)), m.group(3)) * 60 + int(m.group(2)), m.group(3), True))
+            taken.append((m.start(), m.end()))
     for m in TIME_AMPM.finditer(t):
         if free(m.start(), m.end()):
             raw.append((m.start(), m.end(), _ampm(int(m.group(1)), m.group(2)) * 60, m.group(2), False))

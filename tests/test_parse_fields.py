@@ -96,6 +96,8 @@ def appts(directory, text, today=FRI, **kw):
     # a week or a deadline is no day
     ("Interprète arabe pour la semaine du 7 décembre.", [(None, None, None)]),
     ("Interprète arabe au plus tard le 7 décembre à 10h.", [(None, "10:00", None)]),
+    ("Interpreter Dec 8 at 9.30am, 1 hour.", [("2026-12-08", "09:30", 60)]),
+    ("Interpreter Dec 8 at 9.30, 1 hour.", [("2026-12-08", None, 60)]),   # a dot without am/pm: no time
     # when to be there is not when it starts
     ("Interprète arabe le 8 déc à 9h (arriver à 8h45), 1h.", [("2026-12-08", "09:00", 60)]),
     ("Interpreter Arabic Dec 8 at 9 am, please arrive at 8:45 am.", [("2026-12-08", "09:00", None)]),
