@@ -230,6 +230,7 @@ MODE_PATTERNS = {
                         r"webex|virtual|virtuel|virtuelle|en ligne|online|telesante|teleconsultation|"
                         r"video call)\b"),
 }
+REMOTE = re.compile(r"\b(?:a distance|remote|remotely)\b")
 CONTACT_BEFORE = re.compile(r"\b(?:avis[ea]\w*|preven\w*|previen\w*|rappel\w*|appel\w*|joind\w*|contact\w*|"
                             r"confirm\w*|remind\w*|notif\w*|call\w*|reach\w*)\b[^.\n]*$")
 FORM_MODE_WORDS = {
@@ -262,6 +263,10 @@ def mode(folded: str, form: dict) -> str | None:
                     not re.search(r"\b(?:par|via|sur|over|on|by|en)\s+$", folded[max(0, m.start() - 8):m.start()]):
                 continue  # "le lien Teams sera envoyé" alone does not say the session is by video
             hits.setdefault(name, m.start())
+    if hits.keys() == {"in_person"} and any(
+            not re.search(r"\b(?:no|not|pas|sans|without|non)\s*(?:de |en |a |of )?$", folded[max(0, r.start() - 12):r.start()])
+            for r in REMOTE.finditer(folded)):
+        return None  # "à distance ou sur place": either way
     if len(hits) == 1:
         return next(iter(hits))
     if len(hits) > 1:

@@ -347,6 +347,8 @@ def test_calling_the_user_ahead_is_notifying_them(directory):
     ("by phone instead of in person", "phone"),
     ("sur place", "in_person"),
     ("en présentiel ou par téléphone, je ne sais pas encore", None),
+    ("l'interprète peut être à distance ou sur place", None),
+    ("sur place, pas à distance", "in_person"),
 ])
 def test_mode(directory, text, mode):
     assert p(directory, f"Interprète arabe le 8 décembre à 10h {text}.")["mode"] == mode
