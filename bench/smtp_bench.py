@@ -7,12 +7,14 @@ committed the sender (which works at background priority) had delivered them all
 
     python bench/smtp_bench.py [--messages 2000] [--clients 1,8,32] [--database-url URL]
                                [--instances 1,2] [--workers N] [--batch N] [--flow-limit N] [--relay]
+                               [--threads]
 
 With --instances 2 (on PostgreSQL) two `biq-bot serve` share the store and the clients are
 spread over their two SMTP ports: the rate shows what the second instance adds. Every run starts
 from an empty store: a new SQLite file, or a new database on the server of --database-url.
 With --relay the replies leave through an SMTP relay (an aiosmtpd server in another process on
-this machine) instead of being written to a folder.
+this machine) instead of being written to a folder. With --threads each run also prints the
+bot's CPU time per message by thread (event loop, intake, sender, workers, ...).
 """
 
 from __future__ import annotations
@@ -93,6 +95,28 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def thread_cpu(pids: list[int]) -> dict[str, float]:
+    """CPU time so far of each named thread of these processes and their children, in seconds,
+    summed by name (Linux: /proc/PID/task/TID/schedstat, in nanoseconds). `serve` names its
+    threads (biq-intake, biq-sender, ...); its event loop is the process's main thread, "python"."""
+    times: dict[str, float] = {}
+    seen, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                name = (task / "comm").read_text().strip()
+                name = "event loop" if task.name == str(pid) and name.startswith("python") else name
+                times[name] = times.get(name, 0.0) + int((task / "schedstat").read_text().split()[0]) / 1e9
+            todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return times
+
+
 def bare_rate(n: int, k: int) -> float:
     from aiosmtpd.controller import Controller
 
@@ -156,6 +180,7 @@ def run(url: str, instances: int, k: int, tmp: Path, args: argparse.Namespace,
         raws = prepare(args.messages, offset)
         pids = [p.pid for p in procs]
         cpu0 = cpu_seconds(pids)
+        threads0 = thread_cpu(pids)
         t0 = time.perf_counter()
         _, data_at = blast(ports, raws, k)
         while True:
@@ -168,6 +193,9 @@ def run(url: str, instances: int, k: int, tmp: Path, args: argparse.Namespace,
             time.sleep(0.02)
         total = time.perf_counter() - t0
         cpu = (cpu_seconds(pids) - cpu0) * 1000 / args.messages
+        threads = thread_cpu(pids)
+        per_thread = {name: (secs - threads0.get(name, 0.0)) * 1000 / args.messages
+                      for name, secs in threads.items()}
         while True:  # the sender works at background priority: how far behind is it?
             with store.session() as s:
                 unsent = s.scalar(select(func.count()).select_from(Outbox)
@@ -190,6 +218,9 @@ def run(url: str, instances: int, k: int, tmp: Path, args: argparse.Namespace,
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
+    if args.threads:
+        print("      CPU ms/msg by thread: " + ", ".join(
+            f"{name} {ms:.2f}" for name, ms in sorted(per_thread.items(), key=lambda kv: -kv[1]) if ms >= 0.01))
     return total, lat, cpu, lag
 
 
@@ -219,6 +250,8 @@ def main() -> int:
                     help="default: a new SQLite file per run; a PostgreSQL URL: a new database per run on its server")
     ap.add_argument("--relay", action="store_true",
                     help="replies go to an aiosmtpd relay (another process) instead of a folder")
+    ap.add_argument("--threads", action="store_true",
+                    help="also print the bot's CPU time per message by thread, where the time goes")
     args = ap.parse_args()
     args.outbound = start_relay() if args.relay else None
     print(f"interpreter: {interpreter()}")

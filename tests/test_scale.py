@@ -93,7 +93,7 @@ def test_two_instances_share_the_work_and_survive_a_kill(pg_database, tmp_path):
 
 @pytest.mark.parametrize("script,args,expect", [
     ("parse_bench.py", ["--limit", "20", "--passes", "1"], "median ms"),
-    ("smtp_bench.py", ["--messages", "40", "--clients", "1,8"], "bare msg/s"),
+    ("smtp_bench.py", ["--messages", "40", "--clients", "1,8", "--threads"], "biq-worker-0"),
     ("search_bench.py", ["--requests", "3000", "--queries", "20", "--explain"], "USING INDEX ix_requests_requester_date"),
     ("memory_bench.py", ["--messages", "60", "--clients", "4"], "RSS after"),
     ("imap_bench.py", ["--messages", "50"], "IMAP reader"),
