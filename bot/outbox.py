@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import ssl
 from collections import deque
 from collections.abc import Iterable
@@ -32,6 +31,7 @@ from store.models import Outbox
 
 from .background import background_executor
 from .config import Settings
+from .eml_folder import write_files
 from .metrics import FAILURES, REPLIES_OUT
 from .replies import OutgoingEmail, build_email
 
@@ -334,28 +334,8 @@ class Sender:
 
     def _write_files(self, rows: list) -> list[str | None]:
         """Write each row's file; None for success, else the error (the others still go)."""
-        errors: list[str | None] = []
-        for row in rows:
-            try:
-                self._write_file(row)
-                errors.append(None)
-            except OSError as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-        return errors
-
-    def _write_file(self, row: Outbox) -> None:
-        folder = self.target
-        assert isinstance(folder, Path)
-        folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"{row.id:08d}-{row.kind}.eml"
-        if final.exists():
-            return  # written before a crash, not yet marked sent: sending again would duplicate it
-        tmp = folder / f".{row.id:08d}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(row.message)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        assert isinstance(self.target, Path)
+        return write_files(self.target, [(f"{row.id:08d}-{row.kind}.eml", row.message) for row in rows])
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
