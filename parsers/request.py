@@ -97,9 +97,10 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
     out.language = writing_language(folded if folded.strip() else subject_folded, language_hint)
     out.ref = find_ref(fold(subject or ""), folded)
 
-    appts, time_spans = when.appointments(folded, today)
+    day_first = out.language != "en"  # "12/8": 12 August in French, either in English
+    appts, time_spans = when.appointments(folded, today, day_first)
     if not appts and not reply and subject_clean:
-        appts, _ = when.appointments(subject_folded, today)
+        appts, _ = when.appointments(subject_folded, today, day_first)
     source, target, lang_mentions = entities.languages(d, text, folded, form)
     if not target and not reply and subject_clean:
         _, target, _ = entities.languages(d, subject_clean, subject_folded, {})

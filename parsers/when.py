@@ -221,8 +221,10 @@ def _month_from_dateparser(word: str) -> int | None:
     return d.month if d and d.year == 2030 and d.day == 15 else None
 
 
-def find_dates(t: str, today: date) -> list[DateMention]:
-    """Every date phrase of the folded text *t*, in order of appearance."""
+def find_dates(t: str, today: date, day_first: bool = True) -> list[DateMention]:
+    """Every date phrase of the folded text *t*, in order of appearance. *day_first*: a numeric
+    date whose two parts could each be the month is read day first (French, Québec usage);
+    without it (English, written both ways) such a date is uncertain."""
     found: list[DateMention] = []
     taken: list[tuple[int, int]] = []
 
@@ -279,9 +281,13 @@ def find_dates(t: str, today: date) -> list[DateMention]:
     for m in NUM_DATE.finditer(t):
         if not free(m.start(), m.end()):
             continue
-        day, month, year = int(m.group(1)), int(m.group(2)), _year(m.group(3))
-        if not (1 <= month <= 12 and 1 <= day <= 31):
+        a, b, year = int(m.group(1)), int(m.group(2)), _year(m.group(3))
+        day_month, month_day = 1 <= b <= 12 and 1 <= a <= 31, 1 <= a <= 12 and 1 <= b <= 31
+        if not (day_month or month_day):
             continue
+        # "12/15" can only be December 15; "12/8" is either order unless the language says
+        either = day_month and month_day and a != b
+        day, month = (a, b) if day_month else (b, a)
         before = t[max(0, m.start() - 25):m.start()]
         after = t[m.end():m.end() + 12]
         if not year and not re.search(rf"(?:\b(?:le|les|du|au|et|and|on|for|date|the|{_WD})|[,:(])\s*$", before) \
@@ -292,7 +298,8 @@ def find_dates(t: str, today: date) -> list[DateMention]:
         d = _future(day, month, year, today)
         wd_m = re.search(rf"\b({_WD})\.?,?\s*(?:le\s+)?$", before)
         wd = WEEKDAYS[wd_m.group(1)] if wd_m else None
-        add(DateMention(m.start(), m.end(), [d] if d else [], d is None or (wd is not None and d.weekday() != wd), wd))
+        add(DateMention(m.start(), m.end(), [d] if d else [],
+                        d is None or (either and not day_first) or (wd is not None and d.weekday() != wd), wd))
     for m in RELATIVE_DAY.finditer(t):
         if not free(m.start(), m.end()):
             continue
@@ -587,9 +594,10 @@ def _after_date_word(t: str, pos: int) -> bool:
 
 # ---- assembling appointments ----------------------------------------------------------------------
 
-def appointments(t: str, today: date) -> tuple[list[Appointment], list[tuple[int, int]]]:
-    """Appointments stated in the folded text *t*, and the spans the date/time phrases cover."""
-    found = find_dates(t, today)
+def appointments(t: str, today: date, day_first: bool = True) -> tuple[list[Appointment], list[tuple[int, int]]]:
+    """Appointments stated in the folded text *t*, and the spans the date/time phrases cover
+    (*day_first*: see `find_dates`)."""
+    found = find_dates(t, today, day_first)
     times, durations = find_times(t, [(d.start, d.end) for d in found])
     spans = [(d.start, d.end) for d in found] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
     # "le 9 à 15h, au lieu du 8 décembre à 14h": the replaced date and what follows it in its clause

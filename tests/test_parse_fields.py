@@ -172,6 +172,24 @@ def test_either_day_a_span_or_every_week_is_no_single_date(directory, text, expe
     assert appts(directory, text) == expected
 
 
+@pytest.mark.parametrize("text,expected", [
+    # one reading only: a part over 12 is the day, whichever side it is on
+    ("Interprète espagnol le 12/15 à 13h, 1h.", ("2026-12-15", "13:00", 60)),
+    ("Spanish interpreter on 12/15 at 1 pm, 1 hour.", ("2026-12-15", "13:00", 60)),
+    ("Spanish interpreter on 15/12 at 1 pm, 1 hour.", ("2026-12-15", "13:00", 60)),
+    ("Spanish interpreter on 12/15/2026 at 1 pm, 1 hour.", ("2026-12-15", "13:00", 60)),
+    ("Spanish interpreter on 12/12 at 1 pm, 1 hour.", ("2026-12-12", "13:00", 60)),
+    # in English both orders are written: 12/8 is 12 August or December 8
+    ("Spanish interpreter on 12/8 at 1 pm, 1 hour.", (None, "13:00", 60)),
+    ("Spanish interpreter on 8/12 at 1 pm, 1 hour.", (None, "13:00", 60)),
+    ("Spanish interpreter on 12/08/2026 at 1 pm, 1 hour.", (None, "13:00", 60)),
+    # in French the day comes first (Québec usage)
+    ("Interprète espagnol le 8/12 à 13h, 1h.", ("2026-12-08", "13:00", 60)),
+])
+def test_numeric_dates_in_either_order(directory, text, expected):
+    assert appts(directory, text) == [expected]
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
