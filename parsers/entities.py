@@ -22,7 +22,7 @@ PLACE_DISTRACTORS = scanner("adefhmprstv", r"(?:transfere|transferee|transferred
                                r"(?:refere|referee|referred|adresse|adressee)\s+(?:par|by|from|de)|"
                                r"(?:est|sont|is|are) (?:suivie?s?|followed|connue?s?|known)\s+(?:au|a|par|at|by|in|dans))"
                                r"\s+(?:a|au|to|de|du|the|a l'|a la|de l'|de la|le|la|l')?\s*$")
-NEGATED = scanner("aeinpr", r"(?:et non|and not|not|au lieu d[eu']?|plutot qu[e']|instead of|rather than|pas)\s+"
+NEGATED = scanner("aeinpr", r"(?:et non|and not|not|\bnor|\bni|au lieu d[eu']?|plutot qu[e']|instead of|rather than|pas)\s+"
                      r"(?:a|au|aux|at|the|de|du|en|in|par|by|la|le|l')?\s*(?:la\s+|l')?$")
 
 
@@ -35,6 +35,8 @@ def _negated(folded: str, start: int) -> bool:
 LANG_CUE_BEFORE = scanner(r"eilpsd:\-", r"(?:\ben|\binterprete|\binterpreter|\blangue|\blanguage|\bparle|\bspeaks?|"
                              r"\bspeaking|\bde langue|\bd'origine|\bin|[:-])\s*(?:\(?dialecte\s+)?$")
 LANG_CUE_AFTER = re.compile(r"^\s*(?:interpreter|interpretation|speaking|speaker|-speaking|\))")
+RATHER = re.compile(r"^\W*(?:ou plutot|ou bien plutot|or rather|non|no|pardon|sorry|desolee?|je veux dire|i mean)"
+                    r"\W*(?:en|in|le|la|l')?\s*$")
 PAIR_SEP = re.compile(r"^\s*(?:-|/|>|vers|to|into|a|au|->|=>|et|and)\s*(?:le |la |l'|les |the )?$")
 # the clinician's side in English, said in words: "le médecin est anglophone", "the meeting will be in English"
 SOURCE_ENGLISH = re.compile(
@@ -92,7 +94,11 @@ def languages(d: Directory, original: str, folded: str, form: dict) -> tuple[str
             source = source or a.id
     if source is None and SOURCE_ENGLISH.search(folded):
         source = "en"
-    others = [m for m in mentions if m.id not in ("fr", "en")]
+    # "pas le dari mais le pachto", "Pashto, not Dari", "en dari, ou plutôt en pachto": the
+    # language denied or taken back is not the one asked for
+    others = [m for m in mentions if m.id not in ("fr", "en") and not _negated(folded, m.start)]
+    others = [m for i, m in enumerate(others)
+              if i + 1 == len(others) or not RATHER.match(folded[m.end:others[i + 1].start])]
     ids = {m.id for m in others}
     if len(ids) == 1:
         target = others[0].id
@@ -398,7 +404,8 @@ GENERIC_APPOINTMENT = re.compile(
     r"^(?:(?:son|sa|ses|mon|ma|mes|leur|leurs|votre|vos|notre|nos|his|her|their|my|your|our|un|une|le|la|les|"
     r"l'|the|an?|autre|autres|another|other|prochaine?s?|next|same|meme|these|ces|cette|ce|this)\s*)*"
     r"(?:rendez-vous|rdv|rencontres?|appointments?|meetings?|visits?|visites?|seances?|sessions?)"
-    r"(?:\s+(?:suivante?s?|following|below|ci-dessous|prevue?s?|scheduled|habituelle?s?|usual))?$")
+    r"(?:\s+(?:suivante?s?|following|below|ci-dessous|prevue?s?|scheduled|habituelle?s?|usual))?"
+    r"(?:\s*(?:no\.?|n°|#)?\s*\[?biq-?\s*\d+\]?)?$")  # "le rendez-vous BIQ-000123" names which, not why
 SHORT_SENTENCE = re.compile(r"(?:^|(?<=[.!?]\s)|(?<=\n))([^.!?\n]{4,80})(?=[.!?]|\n|$)")
 
 

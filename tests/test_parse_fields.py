@@ -237,6 +237,27 @@ def test_languages(directory, text, code):
     assert p(directory, text + " le 8 décembre à 10h")["target_language"] == code
 
 
+@pytest.mark.parametrize("text,code", [
+    ("Interprète en pachto (pas en dari) le 8 décembre à 9h.", "ps"),
+    ("Interprète en pachto et non en dari le 8 décembre à 9h.", "ps"),
+    ("Interprète en dari, ou plutôt en pachto, le 8 décembre à 9h.", "ps"),
+    ("Pour BIQ-000123 : la langue n'est pas le dari mais le pachto.", "ps"),
+    ("Regarding BIQ-000123: the patient speaks Pashto, not Dari.", "ps"),
+    ("Interprète en dari (pas en pachto, ni en farsi) le 8 décembre à 9h.", "prs"),
+    # a language only denied is asked for by nobody
+    ("Pour BIQ-000123 : ce n'est finalement pas en dari.", None),
+])
+def test_a_language_denied_or_taken_back_is_not_the_one_asked_for(directory, text, code):
+    assert p(directory, text)["target_language"] == code
+
+
+def test_a_correction_of_the_language_with_a_reference_is_a_modify(directory):
+    got = p(directory, "Bonjour, pour le rendez-vous BIQ-000123, le patient ne parle finalement pas le dari mais "
+                       "le pachto. Merci de modifier.")
+    assert (got["intent"], got["ref"], got["target_language"], got["reason"]) == ("modify", "BIQ-000123", "ps", None)
+    assert p(directory, "Pour la demande BIQ-000123 : la langue n'est pas le dari mais le pachto.")["intent"] == "modify"
+
+
 def test_source_language_only_when_stated(directory):
     assert p(directory, "interprète français-espagnol le 8 décembre")["source_language"] == "fr"
     assert p(directory, "interpreter English–Tigrinya on Dec 8")["source_language"] == "en"
