@@ -354,10 +354,67 @@ BACKGROUND = re.compile(r"\b(?:avait ete|avaient ete|had been|etait prevue?|was 
                         r"ancien rdv|previous appointment|dernier rendez-vous|last appointment|la derniere fois|last time)\b")
 
 
+# "déplacé à 11h", "reporté au 10 décembre", "moved to Dec 10": what a move leads to is the new
+# value, and the dates or times before it in its sentence are the old ones
+MOVED_TO = re.compile(r"\b(?:deplacee?s?|reportee?s?|devancee?s?|avancee?s?|reculee?s?|changee?s?|passe|passera|"
+                      r"moved|rescheduled|postponed|pushed back|brought forward|changed)\s+(?:a|au|pour|to|until)\s+"
+                      r"(?:le\s+|the\s+)?$")
+# "change the time from 10 am to 11 am", "on devance le rendez-vous de 14h à 13h": not a slot but a
+# change, whose end is the new time
+CHANGE_FROM = re.compile(
+    r"(?:\b(?:change|changed|changing|move|moved|moving|reschedule|rescheduled)\s+(?:the\s+|my\s+|our\s+|it\s+)?"
+    r"(?:(?:start\s+)?time\s+|appointment\s+|meeting\s+)?from|"
+    r"\b(?:time|appointment|meeting)\s+(?:changes|changed|has changed|has been changed|is changed|moves|has moved|"
+    r"has been moved|was moved|is moved)\s+from|"
+    r"\b(?:l'heure|le rendez-vous|le rdv|la rencontre)\s+(?:change|changera|a change|passe|passera|"
+    r"(?:est|a ete) (?:devancee?|deplacee?|avancee?|reculee?))\s+de|"
+    r"\b(?:changer|changeons|modifier|modifions|devancer|devance|devancons|devancez|avancer|avance|avancons|"
+    r"reculer|recule|deplacer|deplace|deplacons)\s+(?:l'heure\s+(?:du\s+(?:rendez-vous|rdv)\s+)?|le rendez-vous\s+|"
+    r"le rdv\s+|la rencontre\s+)?(?:de|du))\s*$")
+
+
+def _moved(t: str, found: list[DateMention], times: list[TimeMention]) -> tuple[list[DateMention], list[TimeMention]]:
+    """Drop the old dates and times of a move, keep the new ones (see MOVED_TO, CHANGE_FROM)."""
+    kept_times: list[TimeMention] = []
+    for i, x in enumerate(times):
+        if CHANGE_FROM.search(t, max(0, x.start - 60), x.start):
+            if x.duration:  # one range: "from 10 am to 11 am"
+                x = TimeMention(x.start, x.end, (x.minutes + x.duration) % (24 * 60))
+            elif i + 1 < len(times) and re.match(r"^\s*(?:a|to|->|=>)\s*$", t[x.end:times[i + 1].start]):
+                continue  # "de 14h à 13h": two times, the second one is the new one
+        kept_times.append(x)
+    times = kept_times
+    for y in list(times):
+        move = MOVED_TO.search(t, max(0, y.start - 40), y.start)
+        if move:
+            a, _ = _sentence(t, y.start, y.end)
+            times = [x for x in times if not a <= x.start < move.start()]
+    for d in list(found):
+        move = MOVED_TO.search(t, max(0, d.start - 40), d.start)
+        just_before = next((y for y in times if y.end <= d.start and re.match(r"^\W*(?:le|on|the)?\s*$", t[y.end:d.start])),
+                           None)
+        if not move and just_before:  # "déplacé à 14h le 9 décembre"
+            move = MOVED_TO.search(t, max(0, just_before.start - 40), just_before.start)
+        if move:
+            a, _ = _sentence(t, d.start, d.end)
+            old = [e for e in found if a <= e.start < move.start()]
+            if old:
+                found = [e for e in found if e not in old]
+                times = [x for x in times if not old[0].start <= x.start < move.start()]
+    return found, times
+
+
+SENTENCE_END = re.compile(r"[!?\n]|(?<!\bjanv)(?<!\bfev)(?<!\bfevr)(?<!\bavr)(?<!\bjuil)(?<!\bsept)(?<!\bsep)"
+                          r"(?<!\boct)(?<!\bnov)(?<!\bdec)(?<!\bjan)(?<!\bfeb)(?<!\bmar)(?<!\bapr)(?<!\baug)"
+                          r"\.(?=\s|$)")  # "le 8 déc. à 9h" goes on
+
+
 def _sentence(t: str, start: int, end: int) -> tuple[int, int]:
     """The span of the sentence around t[start:end]."""
-    a = max(t.rfind(c, 0, start) for c in ".!?\n") + 1
-    m = re.compile(r"[!?\n]|\.(?=\s|$)").search(t, end)
+    a = 0
+    for m in SENTENCE_END.finditer(t, max(0, start - 300), start):
+        a = m.end()
+    m = SENTENCE_END.search(t, end)
     return a, m.start() if m else len(t)
 
 
@@ -600,6 +657,7 @@ def appointments(t: str, today: date, day_first: bool = True) -> tuple[list[Appo
     found = find_dates(t, today, day_first)
     times, durations = find_times(t, [(d.start, d.end) for d in found])
     spans = [(d.start, d.end) for d in found] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
+    found, times = _moved(t, found, times)
     # "le 9 à 15h, au lieu du 8 décembre à 14h": the replaced date and what follows it in its clause
     dates: list[DateMention] = []
     for i, d in enumerate(found):

@@ -190,6 +190,27 @@ def test_numeric_dates_in_either_order(directory, text, expected):
     assert appts(directory, text) == [expected]
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("Le rendez-vous de demain à 10h est déplacé à 11h.", [("2026-11-21", "11:00", None)]),
+    ("Le rendez-vous du 8 décembre est reporté au 10 décembre, même heure.", [("2026-12-10", None, None)]),
+    ("The appointment on Dec 8 at 10 am has been moved to Dec 10 at 2 pm.", [("2026-12-10", "14:00", None)]),
+    ("Le rendez-vous de 10h passe à 11h30.", [(None, "11:30", None)]),
+    ("Please change the time from 10 am to 11 am.", [(None, "11:00", None)]),
+    ("L'heure change de 10h à 11h.", [(None, "11:00", None)]),
+    ("On devance le rendez-vous de 14h à 13h.", [(None, "13:00", None)]),
+    ("The appointment was moved from 2 pm to 3 pm.", [(None, "15:00", None)]),
+    ("Le rendez-vous du 8 décembre à 10h est déplacé à 14h le 9 décembre.", [("2026-12-09", "14:00", None)]),
+    ("The Dec 8 appointment is moved to 2 pm on Dec 9.", [("2026-12-09", "14:00", None)]),
+    ("Le rendez-vous du 8 déc. est reporté au 10 déc. à 9h.", [("2026-12-10", "09:00", None)]),
+    ("Nous devons changer l'heure du rendez-vous de 10h à 13h30.", [(None, "13:30", None)]),
+    # a slot from one hour to another is still a slot
+    ("Interprète le 8 décembre de 10h à 11h.", [("2026-12-08", "10:00", 60)]),
+    ("Changement : le rendez-vous sera le 8 décembre de 10h à 11h.", [("2026-12-08", "10:00", 60)]),
+])
+def test_what_a_move_leads_to_is_the_new_value(directory, text, expected):
+    assert appts(directory, text) == expected
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
