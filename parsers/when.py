@@ -555,16 +555,20 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             break
         else:
             # "from 1 to 2:30 pm": the first end is a bare number
-            m = re.search(r"(?:\bde|\bfrom|\bentre|\bbetween)\s+(\d{1,2})\s*(?:-|a|to|et|and)\s*$", t[max(0, s2 - 25):s2])
+            m = re.search(r"(?:\bde|\bfrom|\bentre|\bbetween)\s+(\d{1,2})\s*(?:-|a|to|till|until|et|and)\s*$",
+                          t[max(0, s2 - 25):s2])
+            stated = m is not None  # "from 9 to 10:30": a bare start named as such
             if not m and ((mk2 and mk2 != "word") or "h" in t[s2:e2]):  # "2-3:30pm", "10-11h"
                 m = re.search(r"(?<![\d:/.,-])(\d{1,2})-$", t[max(0, s2 - 25):s2])
                 if m and not free(s2 - (len(t[max(0, s2 - 25):s2]) - m.start()), s2 - 1):
                     m = None
-            if m and (mk2 is not None or "h" in t[s2:e2]):
+            if m and (mk2 is not None or "h" in t[s2:e2] or (stated and ":" in t[s2:e2])):
                 h1 = int(m.group(1))
                 v1 = h1 * 60
                 if mk2 and mk2 != "word" and mk2.startswith("p") and h1 < 12 and v1 + 720 < v2:
                     v1 += 720
+                if mk2 is None and v1 < 6 * 60:
+                    continue  # "from 1 to 2:30": 1 a.m. is no appointment, 13:00 a guess
                 if v1 < v2 and v2 - v1 <= 720:
                     times.append(TimeMention(s2 - (len(t[max(0, s2 - 25):s2]) - m.start()), e2, v1, v2 - v1))
                     used.add(i)
@@ -588,7 +592,10 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             prev = _prev_word(t, s)
             after = t[e:e + 20]
             as_duration = (prev in DURATION_CUES or re.match(r"^\s*(max|maximum|chaque|each|par |de rencontre|environ)", after)
-                           or (prev not in TIME_CUES and v < 4 * 60 and not _after_date_word(t, s)))
+                           or (prev not in TIME_CUES and v < 4 * 60 and not _after_date_word(t, s))
+                           # "45 min à 1h", "30 min or 1h": the second of two durations
+                           or (v < 6 * 60 and re.search(r"\d\s*(?:min|minutes?|mn|h|heures?|hours?|hrs?)\s*"
+                                                       r"(?:a|to|-|ou|or)\s*$", t[max(0, s - 20):s])))
             if as_duration and v >= 15 and v <= 8 * 60 + 59:
                 if not NOT_APPOINTMENT_AFTER.match(after):
                     durations.append(DurationMention(s, e, v))

@@ -211,6 +211,19 @@ def test_what_a_move_leads_to_is_the_new_value(directory, text, expected):
     assert appts(directory, text) == expected
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("We need an interpreter on Thursday Dec 17 from 9 to 10:30.", [("2026-12-17", "09:00", 90)]),
+    ("Interprète le 17 décembre, de 9 à 10:30.", [("2026-12-17", "09:00", 90)]),
+    ("Interpreter on Dec 17 between 8 and 9:15.", [("2026-12-17", "08:00", 75)]),
+    ("Interpreter on Dec 17 from 1 to 2:30.", [("2026-12-17", None, None)]),  # 1 a.m. or 1 p.m.?
+    # two durations: how long is not known
+    ("Interprète le 4 décembre à 14h (durée approximative : 45 min à 1h).", [("2026-12-04", "14:00", None)]),
+    ("Interpreter on Dec 4 at 2 pm, 30 min or 1h.", [("2026-12-04", "14:00", None)]),
+])
+def test_a_bare_start_before_a_written_end_and_two_durations(directory, text, expected):
+    assert appts(directory, text) == expected
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
