@@ -406,6 +406,10 @@ GENERIC_APPOINTMENT = re.compile(
     r"(?:rendez-vous|rdv|rencontres?|appointments?|meetings?|visits?|visites?|seances?|sessions?)"
     r"(?:\s+(?:suivante?s?|following|below|ci-dessous|prevue?s?|scheduled|habituelle?s?|usual))?"
     r"(?:\s*(?:no\.?|n°|#)?\s*\[?biq-?\s*\d+\]?)?$")  # "le rendez-vous BIQ-000123" names which, not why
+# "Rencontre au 3e étage, local 3.125": where the meeting is, not why
+ONLY_WHERE = re.compile(r"^\w+\s+(?:au|a|at|on|in|dans|sur)\s+(?:la\s+|le\s+|l'|the\s+)?(?:\d+\w*\s+)?"
+                        r"(?:etage|floor|local|salle|bureau|room|office|porte|door|aile|wing|pavillon|building|"
+                        r"batiment|sous-sol|basement|rez-de-chaussee|ground floor)\b")
 SHORT_SENTENCE = re.compile(r"(?:^|(?<=[.!?]\s)|(?<=\n))([^.!?\n]{4,80})(?=[.!?]|\n|$)")
 
 
@@ -451,7 +455,7 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
                     cut = CLAIMED_LEAD.search(s2, 0, a)
                     s2 = s2[:cut.start() if cut else a] + s2[min(b, len(s2)):]
             phrase = re.sub(r"\s{2,}", " ", TRAILING.sub("", s2)).strip(" ,:-")
-            if phrase and not GENERIC_APPOINTMENT.match(_f(phrase)):
+            if phrase and not GENERIC_APPOINTMENT.match(_f(phrase)) and not ONLY_WHERE.match(_f(phrase)):
                 return phrase
     return None
 

@@ -292,6 +292,15 @@ def test_a_correction_of_the_language_with_a_reference_is_a_modify(directory):
     assert p(directory, "Pour la demande BIQ-000123 : la langue n'est pas le dari mais le pachto.")["intent"] == "modify"
 
 
+def test_where_a_meeting_is_is_no_reason(directory):
+    text = ("Besoin d'un interprète en lingala le 9 décembre à 9h pour 1h30. L'usager sera accompagné de sa fille. "
+            "Rencontre au 3e étage, local 3.125.")
+    assert p(directory, text)["reason"] is None
+    assert p(directory, "Interpreter Lingala Dec 9 at 9 am. Meeting on the 2nd floor, room 210.")["reason"] is None
+    assert p(directory, "Interprète lingala le 9 décembre à 9h. Rencontre avec la nutritionniste.")["reason"] \
+        == "Rencontre avec la nutritionniste"
+
+
 def test_source_language_only_when_stated(directory):
     assert p(directory, "interprète français-espagnol le 8 décembre")["source_language"] == "fr"
     assert p(directory, "interpreter English–Tigrinya on Dec 8")["source_language"] == "en"
