@@ -80,6 +80,10 @@ def local_date(moment: datetime | None) -> date:
     return moment.astimezone(MONTREAL).date()
 
 
+# "c'est bien en personne", "it's by video", "pas en vidéo : par téléphone": the mode stated as the answer
+STATED_MODE = re.compile(r"\b(?:c'est|ce sera|ce serait|it's|it is|it will be|it'll be)\s+(?:bien\s+|plutot\s+|"
+                         r"finalement\s+|actually\s+)?(?:en|par|by|in|via|sur)\s|\b(?:pas|not|non)\s+(?:en|par|by|in|via)"
+                         r"\s+(?:personne|presentiel|video|visio|telephone|phone|person)\b")
 WILL_BE = re.compile(r"\b(?:sera|seront|will be|it'll be|je confirme|i confirm|make it|plutot|rather|instead|"
                      r"finalement|modifier|changer|change|switch|passer)\b")
 
@@ -124,9 +128,12 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
         out.uncertain.extend(a.uncertain)
 
     has_details = bool(appts or target or loc)
-    if (out.ref is not None or reply) and (out.mode or out.interpreter_type) and WILL_BE.search(folded):
+    if (out.ref is not None or reply) and (out.mode or out.interpreter_type) \
+            and (WILL_BE.search(folded) or STATED_MODE.search(folded)):
         has_details = True  # "ce sera en présentiel" changes the request it answers; "merci, l'appel
         # au téléphone s'est bien passé" does not
+    if (out.ref is not None or reply) and (out.notify_user is not None or out.user_phone):
+        has_details = True  # "pas besoin de l'aviser", "her phone is …, please call her": the bot asked
     out.intent = intent(folded, automatic=automatic, has_ref=out.ref is not None, is_reply=reply,
                         has_details=has_details, has_appointment=bool(appts), has_language=bool(target))
     if out.intent == "other" and not reply and not automatic and out.ref is not None and subject_folded:

@@ -388,6 +388,21 @@ def test_a_reply_that_only_states_the_mode_modifies(directory):
         assert p(directory, thanks, reply=True)["intent"] == "other"
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("Oui, c'est bien en personne. L'usagère n'a pas de téléphone, pas besoin de l'aviser.",
+     ("modify", "in_person", False, None)),
+    ("The patient's phone is 514-555-0123, yes please call her.", ("modify", None, True, "514-555-0123")),
+    ("Non, pas en vidéo : par téléphone.", ("modify", "phone", None, None)),
+    ("It's by video, on Teams.", ("modify", "video", None, None)),
+    # thanks and news are still no change
+    ("Merci, l'usagère a bien reçu l'appel de l'interprète.", ("other", None, None, None)),
+    ("Merci beaucoup, c'est parfait!", ("other", None, None, None)),
+])
+def test_a_reply_that_answers_the_bots_question(directory, text, expected):
+    got = p(directory, text, reply=True)
+    assert (got["intent"], got["mode"], got["notify_user"], got["user_phone"]) == expected
+
+
 def test_interpreter_type_in_english_and_in_passing(directory):
     text = "Creole interpreter on Dec 14 at 1:30 pm. Interpreter type: BI du RSSS. Preferred interpreter: Li Wei."
     assert p(directory, text)["interpreter_type"] == "bi_rsss"
