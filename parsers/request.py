@@ -103,8 +103,14 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
 
     day_first = out.language != "en"  # "12/8": 12 August in French, either in English
     appts, time_spans = when.appointments(folded, today, day_first)
-    if not appts and not reply and subject_clean:
-        appts, _ = when.appointments(subject_folded, today, day_first)
+    if not reply and subject_clean and all(a.date is None and a.start_time is None and not a.uncertain for a in appts):
+        # "Objet : espagnol - 8 décembre 13h", the body only "Durée 1h": the subject says when
+        in_subject, _ = when.appointments(subject_folded, today, day_first)
+        if in_subject and appts and len(appts) == 1:
+            for a in in_subject:
+                if a.duration_minutes is None:
+                    a.duration_minutes = appts[0].duration_minutes
+        appts = in_subject or appts
     source, target, lang_mentions = entities.languages(d, text, folded, form)
     if not target and not reply and subject_clean:
         _, target, _ = entities.languages(d, subject_clean, subject_folded, {})

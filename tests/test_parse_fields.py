@@ -403,6 +403,15 @@ def test_a_reply_that_answers_the_bots_question(directory, text, expected):
     assert (got["intent"], got["mode"], got["notify_user"], got["user_phone"]) == expected
 
 
+def test_the_subject_says_when_and_the_body_how_long(directory):
+    got = p(directory, "Bonjour, voir l'objet. Durée 1h, au CLSC Métro. Merci",
+            subject="Demande d'interprète - espagnol - 8 décembre 13h")
+    assert got["appointments"] == [{"date": "2026-12-08", "start_time": "13:00", "duration_minutes": 60}]
+    # a body that says when is not overruled by its subject
+    got = p(directory, "Interprète espagnol le 9 décembre à 10h, 1h.", subject="Demande - 8 décembre 13h")
+    assert got["appointments"] == [{"date": "2026-12-09", "start_time": "10:00", "duration_minutes": 60}]
+
+
 def test_interpreter_type_in_english_and_in_passing(directory):
     text = "Creole interpreter on Dec 14 at 1:30 pm. Interpreter type: BI du RSSS. Preferred interpreter: Li Wei."
     assert p(directory, text)["interpreter_type"] == "bi_rsss"
