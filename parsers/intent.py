@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .text import scanner
+from .text import PAST_APPOINTMENT, scanner
 
 REF_TAG = re.compile(r"\[\s*biq[\s\-#:]*0*(\d{1,9})\s*\]")
 REF_TEXT = scanner(r"bdr#",
@@ -102,6 +102,7 @@ def writing_language(folded: str, hint: str = "") -> str:
 
 CONDITION = re.compile(r"\b(?:si|s'il|s'ils|s'elle|if|in case|en cas|au cas|unless|whether|should it)\b")
 BACKGROUND = re.compile(r"\b(?:avait|avaient|had)\s+(?:ete|been)\s+$")
+WAS = re.compile(r"\b(?:a ete|ont ete|est|sont|etait|was|were|has been|have been|is|got)\s+$")
 HOW_TO = re.compile(r"\b(?:(?:je|on|nous) (?:peux|peut|pouvons)|puis-je|peut-on|can (?:i|we)|how|comment|"
                     r"faut-il|do i|should i)\b")
 
@@ -113,7 +114,8 @@ def cancel_stated(folded: str) -> bool:
     for m in CANCEL.finditer(folded):
         start = max(folded.rfind(c, 0, m.start()) for c in ".!?\n") + 1
         before = folded[start:m.start()]
-        if CONDITION.search(before) or BACKGROUND.search(before):
+        if CONDITION.search(before) or BACKGROUND.search(before) or (
+                PAST_APPOINTMENT.search(before) and WAS.search(before)):  # "la rencontre précédente a été annulée"
             continue
         end = re.compile(r"[.!?\n]").search(folded, m.end())
         if end and end.group() == "?" and HOW_TO.search(before) and not REF_TEXT.search(folded):

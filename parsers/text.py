@@ -103,6 +103,12 @@ class Span:
 
 
 SENTENCE_END = re.compile(r"[.!?;\n]")
+# an appointment before this one: "la rencontre précédente du 1er décembre", "the previous appointment"
+PAST_APPOINTMENT = re.compile(
+    r"\b(?:(?:rencontre|rendez-vous|rdv|seance|consultation|appointment|meeting|session|visit)s?\s+"
+    r"(?:precedente?s?|anterieure?s?|passee?s?|d'avant|du mois dernier|de la semaine (?:derniere|passee))|"
+    r"(?:previous|prior|earlier|last|past)\s+(?:appointment|meeting|session|visit)|"
+    r"(?:ancien|ancienne|dernier|derniere)\s+(?:rendez-vous|rdv|rencontre|seance))\b")
 
 
 def sentence_bounds(text: str, pos: int) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 
-from .text import scanner
+from .text import PAST_APPOINTMENT, scanner
 
 MONTHS = {
     "janvier": 1, "janv": 1, "jan": 1, "january": 1,
@@ -310,6 +310,8 @@ def find_dates(t: str, today: date, day_first: bool = True) -> list[DateMention]
         if not free(m.start(), m.end()):
             continue
         week_before, det, wd_word, after, daynum = m.groups()
+        if not daynum and re.search(r"\b(?:un|a|est un|is a|c'est un|it's a)\s+$", t[max(0, m.start() - 12):m.start(3)]):
+            continue  # "le 8 décembre est un mardi": a day of the week, not a date
         wd = WEEKDAYS[wd_word]
         next_week = bool(week_before) or (after is not None and "semaine" in after or after == "next week")
         prochain = after in ("prochain", "prochaine") or det in ("next",)
@@ -350,8 +352,8 @@ DAY_BEFORE = re.compile(r"(?:\b\d{1,2}(?:er|st|nd|rd|th)?\s*(?:ou|or|au|to|-|unt
 OR_BETWEEN = re.compile(r"^[^.;!?\n]{0,25}?(?<![a-z'])(?:ou|or)\s+(?:bien\s+|encore\s+)?(?:le\s+|the\s+|on\s+)?$")
 
 
-BACKGROUND = re.compile(r"\b(?:avait ete|avaient ete|had been|etait prevue?|was scheduled|ancien rendez-vous|"
-                        r"ancien rdv|previous appointment|dernier rendez-vous|last appointment|la derniere fois|last time)\b")
+BACKGROUND = re.compile(r"\b(?:avait ete|avaient ete|had been|etait prevue?|was scheduled|la derniere fois|last time)\b|"
+                        + PAST_APPOINTMENT.pattern)
 
 
 # "déplacé à 11h", "reporté au 10 décembre", "moved to Dec 10": what a move leads to is the new

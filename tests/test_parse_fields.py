@@ -224,6 +224,24 @@ def test_a_bare_start_before_a_written_end_and_two_durations(directory, text, ex
     assert appts(directory, text) == expected
 
 
+def test_a_past_appointment_cancelled_is_news_not_a_cancel(directory):
+    text = ("Bonjour, besoin d'un interprète en arabe le 8 décembre à 10h. Attention : la rencontre "
+            "précédente du 1er décembre à 9h a été annulée.")
+    assert p(directory, text)["intent"] == "new_request"
+    assert appts(directory, text) == [("2026-12-08", "10:00", None)]
+    got = p(directory, "Arabic interpreter on Dec 8 at 10 am please. The previous appointment was cancelled.")
+    assert got["intent"] == "new_request"
+    # the last of a series is still to come: cancelling it is a cancel
+    assert p(directory, "Pour le dernier rendez-vous de la série, le 8 décembre, merci d'annuler. BIQ-000321")["intent"] \
+        == "cancel"
+
+
+def test_a_weekday_said_of_a_date_is_not_another_date(directory):
+    assert appts(directory, "Interprète en russe le mardi 8 décembre à 10 h. (Attention : le 8 décembre est un mardi)") \
+        == [("2026-12-08", "10:00", None)]
+    assert appts(directory, "Russian interpreter on Dec 8 at 10 am (Dec 8 is a Tuesday).") == [("2026-12-08", "10:00", None)]
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
