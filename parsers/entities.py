@@ -406,6 +406,7 @@ GENERIC_APPOINTMENT = re.compile(
     r"(?:rendez-vous|rdv|rencontres?|appointments?|meetings?|visits?|visites?|seances?|sessions?)"
     r"(?:\s+(?:suivante?s?|following|below|ci-dessous|prevue?s?|scheduled|habituelle?s?|usual))?"
     r"(?:\s*(?:no\.?|n°|#)?\s*\[?biq-?\s*\d+\]?)?$")  # "le rendez-vous BIQ-000123" names which, not why
+LEADING_LENGTH = re.compile(r"\d+(?:[.,]\d+)?[- ]?(?:hours?|hrs?|minutes?|mins?|heures?|h)\b-?\s+(?=[a-z])")
 # "Rencontre au 3e étage, local 3.125": where the meeting is, not why
 ONLY_WHERE = re.compile(r"^\w+\s+(?:au|a|at|on|in|dans|sur)\s+(?:la\s+|le\s+|l'|the\s+)?(?:\d+\w*\s+)?"
                         r"(?:etage|floor|local|salle|bureau|room|office|porte|door|aile|wing|pavillon|building|"
@@ -422,6 +423,9 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
     best = None
     for cue in REASON_CUE.finditer(folded):
         start = cue.end()
+        lead = LEADING_LENGTH.match(folded, start)
+        if lead:  # "for a 2-hour psychiatric evaluation": the length is not the reason
+            start = lead.end()
         if NOT_REASON_START.match(folded[start:]):
             # "for a patient who is starting chemotherapy": skip the patient, keep what follows
             pm = re.match(r"(?:a |an |un |une )?(?:patient|patiente|usager|usagere)\s+(?:who is|qui (?:est|va|doit))\s+", folded[start:])
@@ -445,7 +449,8 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
         f = _f(s)
         if re.match(r"^(?:consultation|rencontre|suivi|evaluation|rdv|seances?|sessions?|follow-up|physio|"
                     r"assessment|appointment|meeting|visite|atelier|examen|therapie|therapy|vaccination)\b", f) \
-                or re.match(r"^\w+ (?:follow-up|sessions?|assessment|appointment|consultation)\b", f):
+                or (re.match(r"^\w+ (?:follow-up|sessions?|assessment|appointment|consultation)\b", f)
+                    and not re.match(r"^(?:the|this|that|my|our|his|her|their|your|an?|le|la|les|ce|cette|mon|ma|notre)\s", f)):
             # the sentence without its date, time, place or language: "Rencontre d'environ 2h avec la
             # travailleuse sociale" → "Rencontre avec la travailleuse sociale"
             s2 = s[:_phrase_end(_f(s), 0, [], commas=False)]

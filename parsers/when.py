@@ -126,6 +126,9 @@ DURATION_CUES = ("duree", "duration", "pour", "environ", "approx", "approximativ
 TIME_CUES = ("a", "at", "vers", "des", "debut", "starting", "start", "starts", "commence",
              "commencera", "begins", "heure", "time", "by", "demain", "tomorrow", "matin", "soir",
              "apres-midi", "morning", "afternoon", "aujourd'hui", "today")
+# "push it back by an hour", "décaler de 30 minutes", "retarder d'une heure": how far it moves, not how long
+SHIFT_BEFORE = re.compile(r"\b(?:push\w*|delay\w*|postpon\w*|bring|brought|move[sd]?|moving|decal\w*|retard\w*|"
+                          r"devanc\w*|recul\w*|repouss\w*)\b[^.\n]{0,25}?(?:\b(?:by|de|of)\s+|\bd')(?:une?\s+|an?\s+)?$")
 ARRIVAL_BEFORE = re.compile(r"\b(?:arriv\w*|arrival|se presenter|presentez-vous|be there|show up)\b[^.\n]{0,12}$")
 REPLACED = re.compile(r"(?:au lieu d(?:es|e|u|')|plutot qu[e']|instead of|rather than|et non(?: pas)?|and not|"
                       r"pas (?:a|au|le)|not at|not on|not)\s*(?:a\s+|at\s+|de\s+|le\s+|the\s+|du\s+|)$")
@@ -649,7 +652,8 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             v = NUMBER_WORDS[m.group(5)]
         durations.append(DurationMention(m.start(), m.end(), v))
     times.sort(key=lambda x: x.start)
-    durations.sort(key=lambda x: x.start)
+    durations = sorted((x for x in durations if not SHIFT_BEFORE.search(t, max(0, x.start - 40), x.start)),
+                       key=lambda x: x.start)
     return times, durations
 
 

@@ -242,6 +242,17 @@ def test_a_weekday_said_of_a_date_is_not_another_date(directory):
     assert appts(directory, "Russian interpreter on Dec 8 at 10 am (Dec 8 is a Tuesday).") == [("2026-12-08", "10:00", None)]
 
 
+@pytest.mark.parametrize("text", [
+    "Can we push BIQ-000777 back by an hour? Same day.",
+    "Could the appointment be delayed by 30 minutes? BIQ-000777",
+    "Est-il possible de décaler BIQ-000777 de 30 minutes ?",
+    "Peut-on retarder le rendez-vous d'une heure ? BIQ-000777",
+    "On doit devancer BIQ-000777 de 15 minutes.",
+])
+def test_how_far_a_booking_moves_is_not_how_long_it_lasts(directory, text):
+    assert all(a["duration_minutes"] is None for a in p(directory, text)["appointments"])
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
@@ -308,6 +319,15 @@ def test_a_correction_of_the_language_with_a_reference_is_a_modify(directory):
                        "le pachto. Merci de modifier.")
     assert (got["intent"], got["ref"], got["target_language"], got["reason"]) == ("modify", "BIQ-000123", "ps", None)
     assert p(directory, "Pour la demande BIQ-000123 : la langue n'est pas le dari mais le pachto.")["intent"] == "modify"
+
+
+def test_a_sentence_about_the_appointment_is_no_reason_and_a_length_is_no_part_of_one(directory):
+    text = ("I'd like to book an Arabic interpreter for my patient on Tuesday, December 8th, 2026 at 10:00 AM. "
+            "The appointment should take approximately 45 minutes.")
+    assert p(directory, text)["reason"] is None
+    text = "Ukrainian interpreter on Dec. 10 at 1:30 p.m. for a 2-hour psychiatric evaluation at the Jewish General."
+    assert p(directory, text)["reason"] == "psychiatric evaluation"
+    assert p(directory, "Interpreter Dec 10 at 1 pm. Diabetes follow-up.")["reason"] == "Diabetes follow-up"
 
 
 def test_where_a_meeting_is_is_no_reason(directory):
