@@ -119,6 +119,9 @@ def current_text(body: str, subject: str = "", sender_name: str = "") -> str:
         forwarded = _drop_header_block(body[fwd.end():].lstrip("\n"))
         return (own + "\n\n" + _strip_quotes(forwarded, "")).strip()
     cut = reply_header_start(body)
+    if cut is None and is_reply(subject):
+        m = ATTRIBUTION.search(folded)  # "BIQ wrote:" on its own line, no date for the library to see
+        cut = m.start() if m and m.start() > 0 else None
     if cut is not None and not FORWARD_SUBJECT.match(subject or ""):
         body = body[:cut]
     if not ANY_QUOTE_MARKER.search(folded[:len(body)]):
@@ -136,6 +139,7 @@ def current_text(body: str, subject: str = "", sender_name: str = "") -> str:
     return _strip_quotes(own, sender_name)
 
 
+ATTRIBUTION = re.compile(r"^[ \t]*[^\n]{1,120}?\b(?:wrote|a ecrit)[ \t]*:[ \t]*$", re.M)
 QUOTE_FROM = re.compile(r"^[ \t>*]*(?:de|from)\s*:", re.M)
 QUOTE_NEXT = re.compile(r"^[ \t>*]*(?:envoye|sent|date|a|to|objet|subject|cc)\s*:")
 

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from parsers.quotes import personal_names, strip_signature
-from parsers.request import parse_text
+from parsers.request import parse_email, parse_text
 
 FRI = date(2026, 11, 20)  # a Friday, like the reference date
 MON = date(2026, 11, 16)
@@ -697,3 +697,14 @@ def test_the_clinicians_english_is_the_source(directory, text, source):
 def test_interpreter_type_and_notify_in_passing(directory, text, kind, notify):
     got = p(directory, text)
     assert (got["interpreter_type"], got["notify_user"]) == (kind, notify)
+
+
+def test_a_quote_under_a_bare_attribution_line_is_not_read(directory):
+    raw = (b"From: Julie Roy <julie.roy.ccomtl@ssss.gouv.qc.ca>\r\nTo: biq@ssss.gouv.qc.ca\r\n"
+           b"Subject: RE: [BIQ-000125] Request received\r\nDate: Wed, 25 Nov 2026 10:00:00 -0500\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           b"Please make it 2 pm instead.\r\n\r\nBIQ wrote:\r\n"
+           b"We received your request for a Tigrinya interpreter on December 8 at 10:00 (60 min).\r\n")
+    got = parse_email(directory, raw)[0].as_contract()
+    assert (got["intent"], got["target_language"], got["appointments"]) == (
+        "modify", None, [{"date": None, "start_time": "14:00", "duration_minutes": None}])
