@@ -81,7 +81,11 @@ TIME_H = scanner(r"\d", r"(?:(?<![\d:/.,-])|(?<=\dh-)|(?<=\dh\d\d-)|(?<=(?<!\d)[
 TIME_COLON = scanner(r"\d", r"(?<![\d:/.])([01]?\d|2[0-3])[:h]([0-5]\d)(?:\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z]))?(?!\d)")
 TIME_DOT = scanner(r"\d", r"(?<![\d:/.])(1[0-2]|0?[1-9])\.([0-5]\d)\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")  # "9.30am"
 TIME_AMPM = scanner(r"\d", r"(?<![\d:/.])(1[0-2]|0?[1-9])\s*(a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])")
-TIME_WORD = scanner(r"mn", r"(?<!apres-)(?<!apres )(?<!avant-)(?<!avant )(?<!after)\b(midi|noon|minuit|midnight)\b")
+TIME_WORD = scanner(r"mn", r"(?<!apres-)(?<!apres )(?<!avant-)(?<!avant )(?<!after)\b(midi|noon|minuit|midnight)\b"
+                          r"(?:\s*(et demie?|et quart|moins (?:le )?quart|trente|quinze|quarante-cinq|[0-5]\d)\b(?!\s*(?:min|mn)))?")
+# "midi et demi", "midi 30", "midi moins le quart"
+_PAST_WORD = {"et demi": 30, "et demie": 30, "et quart": 15, "trente": 30, "quinze": 15, "quarante-cinq": 45,
+              "moins le quart": -15, "moins quart": -15}
 # "à 13 heures", "vers 13 heures 30", "à 2 heures de l'après-midi", "10 heures du matin": a time,
 # where "pour 2 heures" is a duration
 TIME_HEURES = scanner(r"abdv",
@@ -378,6 +382,38 @@ CHANGE_FROM = re.compile(
     r"le rdv\s+|la rencontre\s+)?(?:de|du))\s*$")
 
 
+# "commence à 10h et finit à 11h30", "begins at 10 and ends at 11:30": a start, then an end
+_ENDS = (r"\b(?:finit|finira|fini|termine|terminera|se termine|se terminera|prend fin|prendra fin|ends|will end|"
+         r"finishes|will finish|is over|should end|should be done|wraps up)\s+(?:vers\s+|around\s+|about\s+)?"
+         r"(?:a|at|by)?\s*")
+ENDS_AT = re.compile(_ENDS + "$")
+ENDS_AT_HOUR = re.compile(_ENDS + r"(1[0-2]|[1-9])(?![\d:.,h]|\s*(?:am|pm|a\.m|p\.m|h\b))")
+
+
+def _start_and_end(t: str, times: list[TimeMention]) -> list[TimeMention]:
+    """Join a start time and the end time said after it in its sentence into one range."""
+    for i, y in enumerate(times):
+        if i == 0 or not ENDS_AT.search(t, max(0, y.start - 30), y.start):
+            continue
+        x = times[i - 1]
+        if x.duration or _sentence(t, y.start, y.end)[0] > x.start:
+            continue
+        end = y.minutes + (12 * 60 if y.minutes <= x.minutes < y.minutes + 12 * 60 and y.minutes < 12 * 60 else 0)
+        if 0 < end - x.minutes <= 8 * 60:
+            return times[:i - 1] + [TimeMention(x.start, y.end, x.minutes, end - x.minutes)] + times[i + 1:]
+    for i, x in enumerate(times):  # "starts at 2 pm and should be done by 3": the end a bare hour
+        stop = _sentence(t, x.start, x.end)[1]
+        if x.duration or (i + 1 < len(times) and times[i + 1].start < stop):
+            continue
+        m = ENDS_AT_HOUR.search(t, x.end, stop)
+        if m:
+            end = int(m.group(1)) * 60
+            end += 12 * 60 if end <= x.minutes < end + 12 * 60 else 0
+            if 0 < end - x.minutes <= 8 * 60:
+                return times[:i] + [TimeMention(x.start, m.end(), x.minutes, end - x.minutes)] + times[i + 1:]
+    return times
+
+
 def _moved(t: str, found: list[DateMention], times: list[TimeMention]) -> tuple[list[DateMention], list[TimeMention]]:
     """Drop the old dates and times of a move, keep the new ones (see MOVED_TO, CHANGE_FROM)."""
     kept_times: list[TimeMention] = []
@@ -525,7 +561,9 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
     for m in TIME_WORD.finditer(t):
         if free(m.start(), m.end()):
             v = 12 * 60 if m.group(1) in ("midi", "noon") else 0
-            raw.append((m.start(), m.end(), v, "word", True))
+            past = m.group(2)
+            v += (int(past) if past.isdigit() else _PAST_WORD[past]) if past else 0
+            raw.append((m.start(), m.end(), v % (24 * 60), "word", True))
             taken.append((m.start(), m.end()))
     for m in AT_HOUR.finditer(t):
         if free(m.start(1), m.end()):
@@ -670,7 +708,7 @@ def appointments(t: str, today: date, day_first: bool = True) -> tuple[list[Appo
     found = find_dates(t, today, day_first)
     times, durations = find_times(t, [(d.start, d.end) for d in found])
     spans = [(d.start, d.end) for d in found] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
-    found, times = _moved(t, found, times)
+    found, times = _moved(t, found, _start_and_end(t, times))
     # "le 9 à 15h, au lieu du 8 décembre à 14h": the replaced date and what follows it in its clause
     dates: list[DateMention] = []
     for i, d in enumerate(found):
@@ -710,7 +748,7 @@ def appointments(t: str, today: date, day_first: bool = True) -> tuple[list[Appo
         per_group.append((d.dates if d else None, bool(d and d.uncertain), ts, ds))
     all_ts = set().union(*(g[2] for g in per_group))
     all_ds = set().union(*(g[3] for g in per_group))
-    seen: set[date] = set()
+    seen: set[tuple[date, time | None]] = set()  # the same day at another time is another booking
     for dlist, uncertain, ts, ds in per_group:
         if not ts and len(all_ts) == 1:
             ts = set(all_ts)
@@ -732,8 +770,8 @@ def appointments(t: str, today: date, day_first: bool = True) -> tuple[list[Appo
             result.append(Appointment(None, start_time, duration, flags + ["date"]))
             continue
         for dd in dlist:
-            if dd in seen:
+            if (dd, start_time) in seen or (start_time is None and any(day == dd for day, _ in seen)):
                 continue
-            seen.add(dd)
+            seen.add((dd, start_time))
             result.append(Appointment(dd, start_time, duration, list(flags)))
     return result, spans

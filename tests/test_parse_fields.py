@@ -253,6 +253,25 @@ def test_how_far_a_booking_moves_is_not_how_long_it_lasts(directory, text):
     assert all(a["duration_minutes"] is None for a in p(directory, text)["appointments"])
 
 
+def test_noon_and_a_half_and_two_slots_on_one_day(directory):
+    assert appts(directory, "Interprète arabe le 8 décembre à midi et demi pour trois quarts d'heure.") \
+        == [("2026-12-08", "12:30", 45)]
+    assert appts(directory, "Interprète arabe le 8 décembre à midi 15.") == [("2026-12-08", "12:15", None)]
+    # said on a Thursday: "demain" and "vendredi" are the same day, at two times
+    assert appts(directory, "Interprète arabe demain de 13h30 à 15h, puis vendredi de 9h à 10h.", today=THU) \
+        == [("2026-11-20", "13:30", 90), ("2026-11-20", "09:00", 60)]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Interprète coréen lundi. Le rendez-vous commence à 10h et finit à 11h30.", [("2026-11-23", "10:00", 90)]),
+    ("Korean interpreter Monday. The visit begins at 10 and ends at 11:30 am.", [("2026-11-23", "10:00", 90)]),
+    ("Interpreter on Dec 9. It starts at 2 pm and should be done by 3.", [("2026-12-09", "14:00", 60)]),
+    ("Interprète le 9 décembre à 13h, la rencontre se termine vers 14h15.", [("2026-12-09", "13:00", 75)]),
+])
+def test_a_start_then_an_end_is_a_slot(directory, text, expected):
+    assert appts(directory, text) == expected
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
