@@ -17,7 +17,9 @@ from .text import scanner
 
 STREET_WORDS = scanner("abcmprs", r"\b(?:rue|boul|boulevard|bd|blvd|avenue|av|chemin|ch|place|autoroute|street|"
                           r"road|rd|montee|cote|rang|metro|station)\.?\s*$")
-PLACE_DISTRACTORS = scanner("adefhmprstv", r"(?:transfere|transferee|transferred|hospitalise|hospitalisee|hospitalized|"
+PLACE_DISTRACTORS = scanner("adefhlmprstv", r"(?:transfere|transferee|transferred|hospitalise|hospitalisee|hospitalized|"
+                               r"(?:habite|habitent|demeure|lives|living|resides|residing)(?:\s+(?:pres|tout pres|a cote|"
+                               r"a proximite|near|close to|next to))?(?:\s+(?:de|du|d'))?|"
                                r"admis|admitted|demenage|moved|provenant|vient|venant|from|"
                                r"(?:refere|referee|referred|adresse|adressee)\s+(?:par|by|from|de)|"
                                r"(?:est|sont|is|are) (?:suivie?s?|followed|connue?s?|known)\s+(?:au|a|par|at|by|in|dans))"
@@ -154,8 +156,16 @@ PREFER_CUE = re.compile(
     r"(?:aimerai(?:t|ent|s)? avoir|aimerions avoir|aimerions|souhaiterai(?:t|ent|s)?(?: avoir)?|prioriser|"
     r"prefere(?:rait|rions)?|would (?:like|prefer)|prefers?|if possible,?|si possible,?|request(?:ing)?|"
     r"demander?|avoir|de preference|preferablement|idealement|preferably|ideally)\s*:?\s+(?:" + TITLES + r"\s+)?$")
-NOT_THIS_ONE = re.compile(r"\b(?:pas|not|sauf|except|eviter|avoid|plutot que|autre que|other than|sans)\s+"
-                          r"(?:(?:avec|with|de|d')\s*)?(?:" + TITLES + r"\s*)?$")
+NOT_THIS_ONE = re.compile(r"\b(?:(?:pas|not|sauf|except|eviter|avoid|plutot que|autre que|other than|sans)\s+"
+                          r"(?:(?:avec|with|de|d')\s*)?|"
+                          r"(?:ne pas|ne plus|don't|do not|never|jamais)\s+(?:envoyer|send|assigner|assign|affecter|"
+                          r"prendre|book|reprendre|mettre|utiliser|use)\s+(?:\w+\s+)?|"
+                          r"(?:ne veut|ne veulent|ne souhaite|ne souhaitent|doesn't want|does not want|don't want|"
+                          r"do not want)\s+(?:pas\s+|plus\s+)?(?:avoir\s+|de\s+|d'|to have\s+)?|refuse\w*\s+)"
+                          r"(?:" + TITLES + r"\s*)?$")
+# "Karim Aziz ne doit pas être assigné", "Karim Aziz should not be sent"
+NOT_THIS_ONE_AFTER = re.compile(r"^\W{0,3}(?:ne (?:doit|peut|devrait) pas|n'est pas (?:souhaitee?|bienvenue?)|ne convient pas|"
+                                r"should not|must not|shouldn't|should never|is not (?:wanted|welcome))\b")
 NAME_AFTER_CUE = re.compile(r"^\s*((?:[A-ZÀ-ÖØ-Þ][\w'’\-]+)(?:\s+[A-ZÀ-ÖØ-Þ][\w'’\-]+){1,2})")
 
 
@@ -169,8 +179,8 @@ def preferred_interpreter(d: Directory, original: str, folded: str, form: dict, 
     for m in d.interpreter_index.find(original):
         if set(d.interpreter_names[m.id].split()) <= sender:
             continue
-        if NOT_THIS_ONE.search(folded, max(0, m.start - 25), m.start):
-            continue  # "pas Karim Aziz svp": a preference against
+        if NOT_THIS_ONE.search(folded, max(0, m.start - 30), m.start) or NOT_THIS_ONE_AFTER.match(folded[m.end:m.end + 40]):
+            continue  # "pas Karim Aziz svp", "ne pas envoyer Karim Aziz": a preference against
         return m.id
     # "Mme Nowak", "M. Pierre": a title and a unique surname
     for m in re.finditer(TITLES + r"\s+([a-z][\w'\-]+)", folded):

@@ -349,6 +349,25 @@ def test_a_sentence_about_the_appointment_is_no_reason_and_a_length_is_no_part_o
     assert p(directory, "Interpreter Dec 10 at 1 pm. Diabetes follow-up.")["reason"] == "Diabetes follow-up"
 
 
+@pytest.mark.parametrize("text", [
+    "Interprète arabe le 8 décembre à 10h. Ne pas envoyer Karim Aziz svp (conflit avec la famille).",
+    "Interprète arabe le 8 décembre à 10h. La famille ne veut pas de Karim Aziz.",
+    "Interprète arabe le 8 décembre à 10h. Karim Aziz ne doit pas être assigné.",
+    "Arabic interpreter on Dec 8 at 10 am. Please don't send Karim Aziz.",
+    "Arabic interpreter on Dec 8 at 10 am. Karim Aziz should not be assigned to this family.",
+])
+def test_an_interpreter_not_wanted_is_not_the_preferred_one(directory, text):
+    assert p(directory, text)["preferred_interpreter"] is None
+
+
+def test_where_the_user_lives_is_not_where_the_appointment_is(directory):
+    text = ("Interprète arabe le 8 décembre à 10h. L'usager habite près de l'Hôpital Jean-Talon mais le rendez-vous "
+            "est au CLSC de Saint-Michel.")
+    assert p(directory, text)["location"] == "clsc-saint-michel"
+    text = "Arabic interpreter on Dec 8 at 10 am at CLSC Ahuntsic. The patient lives near Fleury."
+    assert p(directory, text)["location"] == "clsc-ahuntsic"
+
+
 def test_where_a_meeting_is_is_no_reason(directory):
     text = ("Besoin d'un interprète en lingala le 9 décembre à 9h pour 1h30. L'usager sera accompagné de sa fille. "
             "Rencontre au 3e étage, local 3.125.")
