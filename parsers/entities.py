@@ -323,14 +323,14 @@ NOTIFY_NO = re.compile(r"\b(?:pas besoin d'(?:aviser|appeler|rappeler|prevenir|c
                        r"no need to (?:call|notify|remind|contact)|do not (?:call|notify|contact)|"
                        r"don't (?:call|notify|contact))")
 NOTIFY_YES = re.compile(r"\b(?:aviser|avisez|rappeler|rappelle|rappelez|prevenir|previenne|"
-                        r"remind|notify|confirmer le rendez-vous|confirm the appointment|"
+                        r"remind|reminder|notify|confirmer le rendez-vous|confirm the appointment|"
                         r"lui rappeler|rappel|"
                         r"(?:l'|la |le |les |lui )(?:aviser|prevenir|appeler|rappeler|contacter|joindre)|"
                         r"(?:notify|remind|call|contact) (?:her|him|them)|"
                         r"(?:call|phone|contact|text|appeler|telephoner|contacter|joindre)\b[^.\n]{0,40}"
                         r"\b(?:la veille|the day before|the night before|beforehand|ahead of time|in advance|"
                         r"a l'avance|d'avance))\b")
-USER_WORDS = re.compile(r"\b(?:usager|usagere|patient|patiente|maman|mere|pere|papa|parent|parents|famille|"
+USER_WORDS = re.compile(r"\b(?:usager|usagere|patient|patiente|pt|maman|mere|pere|papa|parent|parents|famille|"
                         r"family|mother|father|mom|dad|user|client|cliente|beneficiaire|monsieur|madame|"
                         r"son numero|her number|his number|their number|la dame|le monsieur|l'enfant|"
                         r"joindre|joint|reached|reach (?:her|him|them)|call (?:her|him|them))\b")

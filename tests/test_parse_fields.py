@@ -368,6 +368,12 @@ def test_where_the_user_lives_is_not_where_the_appointment_is(directory):
     assert p(directory, text)["location"] == "clsc-ahuntsic"
 
 
+def test_a_terse_reminder_call_with_the_users_number(directory):
+    got = p(directory, "need farsi interp dec 9 2-3pm JGH pt needs reminder call 514 555 0100")
+    assert (got["notify_user"], got["user_phone"]) == (True, "514-555-0100")
+    assert p(directory, "farsi interp dec 9 2-3pm JGH, no reminder needed")["notify_user"] is False
+
+
 def test_where_a_meeting_is_is_no_reason(directory):
     text = ("Besoin d'un interprète en lingala le 9 décembre à 9h pour 1h30. L'usager sera accompagné de sa fille. "
             "Rencontre au 3e étage, local 3.125.")
