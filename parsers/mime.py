@@ -26,6 +26,11 @@ AUTO_SUBJECT = re.compile(r"^\s*(?:automatic reply|auto(?:matic)?[- ]?reply|auto
                           r"message d'absence)\s*:", re.I)  # "Automatic reply: <their subject>"
 
 
+# a list manager's addresses (Mailman's -owner, -request, -bounces; fml's -admin) and its headers
+LIST_ROBOT_SUFFIXES = ("-owner", "-request", "-bounces", "-bounce", "-admin")
+LIST_HEADERS = ("x-loop", "x-mlserver", "x-ml-name", "x-mailing-list", "list-post", "list-unsubscribe", "list-help")
+
+
 @dataclass
 class MailMessage:
     """What the parser and the pipeline read from one email."""
@@ -67,9 +72,13 @@ class MailMessage:
         if self.return_path is not None and self.return_path.strip() in ("", "<>"):
             return "null return path"
         local = self.from_addr.split("@")[0].lower()
-        if not self.from_addr or local in ("mailer-daemon", "postmaster", "noreply", "no-reply",
-                                           "donotreply", "do-not-reply", "bounce", "bounces"):
+        if not self.from_addr or local in ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply",
+                                           "do-not-reply", "bounce", "bounces", "majordomo", "listserv", "mailman") \
+                or local.startswith("owner-") or local.endswith(LIST_ROBOT_SUFFIXES):
             return f"automatic sender {self.from_addr or '(none)'}"
+        for h in LIST_HEADERS:  # a mailing list's robots and its copies: answering one starts a loop
+            if self.headers.get(h):
+                return h
         if self.is_report:
             return "delivery or feedback report"
         if AUTO_SUBJECT.match(self.subject or ""):

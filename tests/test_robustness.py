@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -205,4 +206,23 @@ def test_an_out_of_office_without_headers_is_never_answered(directory):
            b"Je suis absente jusqu'au 7 decembre. Interprete en arabe le 8 decembre a 10h? Voir Marie.\r\n")
     parsed, mail = parse_email(directory, raw)
     assert mail.is_automatic and mail.automatic_reason == "auto-reply subject"
+    assert parsed.intent == "other"
+
+
+@pytest.mark.parametrize("headers,reason", [
+    (b"From: neko-admin@example.co.jp\r\nX-MLServer: fml [fml 4.0.3]\r\nSubject: Loop Alert: Duplicated Message-ID\r\n",
+     "automatic sender neko-admin@example.co.jp"),
+    (b"From: Team <team@lists.example.org>\r\nList-Unsubscribe: <mailto:leave@lists.example.org>\r\n"
+     b"Subject: Newsletter\r\n", "list-unsubscribe"),
+    (b"From: helpdesk@example.org\r\nX-Loop: helpdesk@example.org\r\nSubject: Re: ticket\r\n", "x-loop"),
+    (b"From: interpretes-request@lists.example.org\r\nSubject: confirm 1234\r\n",
+     "automatic sender interpretes-request@lists.example.org"),
+])
+def test_mailing_list_robots_and_loops_are_never_answered(directory, headers, reason):
+    """Request Tracker and Mailman recognise list traffic by its sender and headers: a reply to a list
+    robot, or to a message that already went round once, is how mail loops start."""
+    raw = headers + (b"To: biq@ssss.gouv.qc.ca\r\nMessage-ID: <loop1@example.org>\r\n\r\n"
+                     b"Interprete en arabe le 8 decembre a 10h au CLSC Metro.\r\n")
+    parsed, mail = parse_email(directory, raw)
+    assert mail.automatic_reason == reason
     assert parsed.intent == "other"
