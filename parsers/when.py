@@ -133,6 +133,10 @@ TIME_CUES = ("a", "at", "vers", "des", "debut", "starting", "start", "starts", "
 # "push it back by an hour", "décaler de 30 minutes", "retarder d'une heure": how far it moves, not how long
 SHIFT_BEFORE = re.compile(r"\b(?:push\w*|delay\w*|postpon\w*|bring|brought|move[sd]?|moving|decal\w*|retard\w*|"
                           r"devanc\w*|recul\w*|repouss\w*)\b[^.\n]{0,25}?(?:\b(?:by|de|of)\s+|\bd')(?:une?\s+|an?\s+)?$")
+# "add 30 minutes", "prolonger de 30 min", "30 minutes de plus": time added to a booking, not its length
+EXTRA_BEFORE = re.compile(r"(?:\b(?:add|adding|ajouter|rajouter|extend|extending|prolonger|allonger)\b[^.\n]{0,12}?"
+                          r"(?:\b(?:de|by|of|an?)\s+|\bd')?(?:une?\s+|an?\s+)?|\b(?:extra|another|additional|encore)\s+)$")
+EXTRA_AFTER = re.compile(r"\s*(?:de plus|supplementaires?|additionnelles?|more\b|extra\b|additional\b|longer\b)")
 ARRIVAL_BEFORE = re.compile(r"\b(?:arriv\w*|arrival|se presenter|presentez-vous|be there|show up)\b[^.\n]{0,12}$")
 REPLACED = re.compile(r"(?:au lieu d(?:es|e|u|')|plutot qu[e']|instead of|rather than|et non(?: pas)?|and not|"
                       r"pas (?:a|au|le)|not at|not on|not)\s*(?:a\s+|at\s+|de\s+|le\s+|the\s+|du\s+|)$")
@@ -690,8 +694,9 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             v = NUMBER_WORDS[m.group(5)]
         durations.append(DurationMention(m.start(), m.end(), v))
     times.sort(key=lambda x: x.start)
-    durations = sorted((x for x in durations if not SHIFT_BEFORE.search(t, max(0, x.start - 40), x.start)),
-                       key=lambda x: x.start)
+    durations = sorted((x for x in durations if not SHIFT_BEFORE.search(t, max(0, x.start - 40), x.start)
+                        and not EXTRA_BEFORE.search(t, max(0, x.start - 30), x.start)
+                        and not EXTRA_AFTER.match(t, x.end)), key=lambda x: x.start)
     return times, durations
 
 

@@ -272,6 +272,16 @@ def test_a_start_then_an_end_is_a_slot(directory, text, expected):
     assert appts(directory, text) == expected
 
 
+@pytest.mark.parametrize("text", [
+    "Hello, could you add 30 minutes to BIQ-000706? The meeting will run longer.",
+    "Bonjour, pourriez-vous prolonger BIQ-000706 de 30 minutes ?",
+    "Bonjour, il faudrait 30 minutes de plus pour BIQ-000706.",
+    "Hi, we need an extra 30 minutes for BIQ-000706.",
+])
+def test_time_added_to_a_booking_is_not_its_length(directory, text):
+    assert all(a["duration_minutes"] is None for a in p(directory, text)["appointments"])
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
@@ -669,6 +679,15 @@ def test_a_chat_reply_to_the_bots_message_takes_its_reference(directory):
     listing = "Vos demandes :\nBIQ-000123 — 3 décembre\nBIQ-000124 — 4 décembre"
     assert parse_update(directory, _chat("annuler", listing))[0].ref is None
     assert parse_update(directory, _chat("annuler", ack, from_bot=False))[0].ref is None
+
+
+@pytest.mark.parametrize("text", [
+    "Hi, just checking in on my request for next Tuesday — do we have someone?",
+    "Bonjour, pouvez-vous me confirmer le nom de l'interprète pour demain? BIQ-000703",
+    "Bonjour, avez-vous quelqu'un pour ma demande de jeudi?",
+])
+def test_more_ways_to_ask_where_a_request_stands(directory, text):
+    assert p(directory, text)["intent"] == "status"
 
 
 @pytest.mark.parametrize("subject,body,intent", [
