@@ -41,12 +41,15 @@ LABELS: dict[str, tuple[str, ...]] = {
     "reason": ("raison de la demande", "raison", "reason for the request", "reason", "motif",
                "motif de la demande", "objet du rendez-vous", "reason for appointment", "reason for the appointment",
                "motif du rendez-vous", "motif de consultation", "raison du rendez-vous"),
-    "message_to_interpreter": ("message a l'interprete", "message to the interpreter",
-                               "message for the interpreter", "note a l'interprete", "note to the interpreter"),
+    "message_to_interpreter": ("message a l'interprete", "message to the interpreter", "message to interpreter",
+                               "message for the interpreter", "message for interpreter", "note a l'interprete",
+                               "note to the interpreter", "note to interpreter", "notes to interpreter",
+                               "notes for the interpreter", "notes pour l'interprete", "note pour l'interprete"),
     "notes_to_coordinator": ("notes au coordinateur", "note au coordinateur", "notes au coordonnateur",
                              "message a la banque d'interpretes", "message a la banque",
                              "notes to the coordinator", "note to the coordinator", "notes to coordinator",
-                             "message to the interpreter bank", "message to the bank"),
+                             "message to the interpreter bank", "message to the bank", "notes to the bank",
+                             "note to the bank", "notes for the coordinator", "note for the coordinator"),
 }
 
 _ALTS = sorted(((re.escape(lbl), field) for field, lbls in LABELS.items() for lbl in lbls),

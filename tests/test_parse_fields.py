@@ -384,6 +384,19 @@ def test_a_terse_reminder_call_with_the_users_number(directory):
     assert p(directory, "farsi interp dec 9 2-3pm JGH, no reminder needed")["notify_user"] is False
 
 
+@pytest.mark.parametrize("value", ["aucun", "Aucune", "none", "N/A", "-", "Pas de préférence", "Indifférent"])
+def test_a_form_that_names_no_preferred_interpreter(directory, value):
+    text = f"Emplacement : CLSC Métro\nLangue d'arrivée : Arabe\nDate : 2026-12-08\nInterprète à prioriser : {value}\n"
+    assert p(directory, text)["preferred_interpreter"] is None
+
+
+def test_an_english_forms_message_to_interpreter(directory):
+    text = ("Location: Lakeshore General Hospital\nTarget language: Punjabi\nDate: December 10, 2026\n"
+            "Message to interpreter: Please arrive 10 min early.\nNotes to the bank: urgent\n")
+    got = p(directory, text)
+    assert (got["message_to_interpreter"], got["notes_to_coordinator"]) == ("Please arrive 10 min early.", "urgent")
+
+
 def test_where_a_meeting_is_is_no_reason(directory):
     text = ("Besoin d'un interprète en lingala le 9 décembre à 9h pour 1h30. L'usager sera accompagné de sa fille. "
             "Rencontre au 3e étage, local 3.125.")
