@@ -159,6 +159,8 @@ PREFER_CUE = re.compile(
 # a form's "Interprète à prioriser : aucun" states no preference
 NO_PREFERENCE = re.compile(r"^\W*(?:aucune?|none|no|non|n/?a|nil|pas de preference|sans preference|no preference|"
                            r"indifferent|peu importe|any|anyone|n'importe (?:qui|lequel|laquelle)|-+|/|\.+|x)\W*$")
+# a free-text form field filled with "aucun", "N/A", "-", "rien": nothing to say
+NOTHING = re.compile(r"^\W*(?:aucune?|none|n/?a|nil|rien|nothing|sans objet|s\.?o\.?|-+|/|\.+|x)\W*$")
 NOT_THIS_ONE = re.compile(r"\b(?:(?:pas|not|sauf|except|eviter|avoid|plutot que|autre que|other than|sans)\s+"
                           r"(?:(?:avec|with|de|d')\s*)?|"
                           r"(?:ne pas|ne plus|don't|do not|never|jamais)\s+(?:envoyer|send|assigner|assign|affecter|"
@@ -429,7 +431,8 @@ SHORT_SENTENCE = re.compile(r"(?:^|(?<=[.!?]\s)|(?<=\n))([^.!?\n]{4,80})(?=[.!?]
 
 def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]]) -> str | None:
     if "reason" in form:
-        return form["reason"][0] or None
+        v = form["reason"][0]
+        return None if not v or NOTHING.match(_f(v)) else v
     m = re.search(r"\b(?:raison|reason|motif)\s*:\s*([^\n]+?)(?:\.\s|\.$|\n|$)", folded)
     if m:
         return original[m.start(1):m.end(1)].strip() or None
@@ -510,7 +513,8 @@ FREE_NOTES = re.compile(r"\b(?:notes? (?:au|pour le|a la|pour la) (?:coordo?n?na
 
 def free_field(original: str, folded: str, form: dict, field: str) -> str | None:
     if field in form:
-        return form[field][0] or None
+        v = form[field][0]
+        return None if not v or NOTHING.match(_f(v)) else v
     rx = FREE_MESSAGE if field == "message_to_interpreter" else FREE_NOTES
     m = rx.search(folded)
     if m:

@@ -390,6 +390,14 @@ def test_a_form_that_names_no_preferred_interpreter(directory, value):
     assert p(directory, text)["preferred_interpreter"] is None
 
 
+@pytest.mark.parametrize("value", ["aucun", "Aucune.", "N/A", "-", "rien", "S.O."])
+def test_a_free_text_form_field_that_says_nothing(directory, value):
+    text = (f"Emplacement : CLSC Métro\nLangue d'arrivée : Arabe\nDate : 2026-12-08\nRaison de la demande : {value}\n"
+            f"Message à l'interprète : {value}\nNotes au coordinateur : {value}\n")
+    got = p(directory, text)
+    assert (got["reason"], got["message_to_interpreter"], got["notes_to_coordinator"]) == (None, None, None)
+
+
 def test_an_english_forms_message_to_interpreter(directory):
     text = ("Location: Lakeshore General Hospital\nTarget language: Punjabi\nDate: December 10, 2026\n"
             "Message to interpreter: Please arrive 10 min early.\nNotes to the bank: urgent\n")
