@@ -62,7 +62,7 @@ DAY_MONTH = scanner(r"dfjlmstvw\d",
     rf"\s+(?:de\s+|of\s+)?({_MONTH})\b\.?(?:,?\s+(20\d\d))?")
 MONTH_DAY = scanner(r"adfjlmnostvw",
     rf"\b(?:({_WD})\.?,?\s+)?({_MONTH})\b\.?\s+(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?:,?\s+(20\d\d))?"
-    rf"((?:(?:\s*,\s*|\s+(?:and|&|et)\s+)\d{{1,2}}{_ORD}\b{_NOT_TIME}(?!\s*-\s*\d))*)")
+    rf"((?:(?:\s*,\s*|\s+(?:and|&|et)\s+)\d{{1,2}}{_ORD}\b{_NOT_TIME}(?!\s*(?:-|to|till|until|a)\s*\d))*)")
 RELATIVE_DAY = scanner(r"actd",
     r"\b(apres[- ]demain|the day after tomorrow|demain|tomorrow|tomorow|tmrw|tmr|aujourd'?\s?hui|today|tonight|"
     r"ce soir)\b")
@@ -346,7 +346,8 @@ def find_dates(t: str, today: date, day_first: bool = True) -> list[DateMention]
             n = int(daynum)
             cand = [today + timedelta(days=i) for i in range(0, 370)]
             hits = [c for c in cand if c.day == n and c.weekday() == wd]
-            d, uncertain = (hits[0], False) if hits else (d, True)
+            # "Wednesday the 8th" when the coming 8th is a Tuesday: a slip, not a date months away
+            d, uncertain = (hits[0], False) if hits and (hits[0] - today).days <= 62 else (d, True)
         if not daynum and (t[m.end(3):m.end(3) + 1] == "s" or EVERY.search(t, max(0, m.start() - 12), m.start(3))):
             uncertain = True  # "tous les mardis", "every Tuesday": which ones?
         add(DateMention(m.start(), m.end(), [d], uncertain, wd, relative=not daynum))
@@ -606,7 +607,8 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
                           t[max(0, s2 - 25):s2])
             stated = m is not None  # "from 9 to 10:30": a bare start named as such
             if not m and ((mk2 and mk2 != "word") or "h" in t[s2:e2]):  # "2-3:30pm", "10-11h"
-                m = re.search(r"(?<![\d:/.,-])(\d{1,2})-$", t[max(0, s2 - 25):s2])
+                m = re.search(r"(?<![\d:/.,-])(\d{1,2})\s*(?:-|to|a)\s*$" if mk2 and mk2 != "word" else
+                              r"(?<![\d:/.,-])(\d{1,2})-$", t[max(0, s2 - 25):s2])
                 if m and not free(s2 - (len(t[max(0, s2 - 25):s2]) - m.start()), s2 - 1):
                     m = None
             if m and (mk2 is not None or "h" in t[s2:e2] or (stated and ":" in t[s2:e2])):

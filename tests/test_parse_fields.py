@@ -282,6 +282,16 @@ def test_time_added_to_a_booking_is_not_its_length(directory, text):
     assert all(a["duration_minutes"] is None for a in p(directory, text)["appointments"])
 
 
+def test_a_bare_start_after_a_date_and_a_weekday_that_does_not_fit(directory):
+    assert appts(directory, "Hi, Arabic interpreter Dec 8, 10 to 11:30 am.") == [("2026-12-08", "10:00", 90)]
+    assert appts(directory, "Hi, Arabic interpreter Dec 8, 9-10:30 am.") == [("2026-12-08", "09:00", 90)]
+    assert appts(directory, "Interpreter on Dec 1, 8 and 15 at 9:00.") == [
+        ("2026-12-01", "09:00", None), ("2026-12-08", "09:00", None), ("2026-12-15", "09:00", None)]
+    # said on Friday 20 November: the coming 8th is a Tuesday
+    assert appts(directory, "Hi, Arabic interpreter on Wednesday the 8th at 10 am.") == [(None, "10:00", None)]
+    assert appts(directory, "Hi, Arabic interpreter on Tuesday the 8th at 10 am.") == [("2026-12-08", "10:00", None)]
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
