@@ -73,7 +73,7 @@ WEEK_AHEAD = re.compile(rf"\b(?:{_WEEK_AHEAD}|semaine prochaine|semaine suivante
 WEEKDAY_PHRASE = scanner(r"cdfijlmnstvw",
     rf"\b(?:({_WEEK_AHEAD})\s*,?\s+(?:(?:le|on|the)\s+)?)?(?:(ce|cette|this|next|coming)\s+)?"
     rf"({_WEEKDAY_WORD})s?\b(?:\s+(prochain|prochaine|qui vient|de la semaine prochaine|next week|"
-    rf"de la semaine suivante|in two weeks|dans deux semaines))?"
+    rf"de la semaine suivante|in two weeks|dans deux semaines|en huit|en quinze))?"
     rf"(?:,?\s+(?:le\s+|the\s+)?(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?!\s*[/.]\d)(?!\s+(?:{_MONTH})\b))?")
 
 TIME_H = scanner(r"\d", r"(?:(?<![\d:/.,-])|(?<=\dh-)|(?<=\dh\d\d-)|(?<=(?<!\d)[7-9]-)|(?<=(?<![\d-])1\d-)"
@@ -330,7 +330,11 @@ def find_dates(t: str, today: date, day_first: bool = True) -> list[DateMention]
         monday_next = today - timedelta(days=today.weekday()) + timedelta(days=7)
         in_next_week = monday_next + timedelta(days=wd)
         uncertain = False
-        if after in ("in two weeks", "dans deux semaines") or week_before in _TWO_WEEKS:
+        weeks_from = re.search(r"\b(?:(a|one|1)|(two|2)) weeks? from\s+$", t[max(0, m.start() - 20):m.start()])
+        if after in ("en huit", "en quinze") or weeks_from:
+            # "jeudi en huit", "a week from Thursday": the coming Thursday and a week; "en quinze": two
+            d = coming + timedelta(days=14 if after == "en quinze" or (weeks_from and weeks_from.group(2)) else 7)
+        elif after in ("in two weeks", "dans deux semaines") or week_before in _TWO_WEEKS:
             d = in_next_week + timedelta(days=7)
         elif next_week:
             d = in_next_week

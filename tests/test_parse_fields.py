@@ -292,6 +292,17 @@ def test_a_bare_start_after_a_date_and_a_weekday_that_does_not_fit(directory):
     assert appts(directory, "Hi, Arabic interpreter on Tuesday the 8th at 10 am.") == [("2026-12-08", "10:00", None)]
 
 
+@pytest.mark.parametrize("text,expected", [  # said on Friday 20 November
+    ("Interprète arabe jeudi en huit à 10h.", "2026-12-03"),
+    ("Interprète arabe lundi en quinze à 10h.", "2026-12-07"),
+    ("Arabic interpreter a week from Thursday at 10 am.", "2026-12-03"),
+    ("Arabic interpreter two weeks from Monday at 10 am.", "2026-12-07"),
+    ("Interprète arabe jeudi à 10h.", "2026-11-26"),
+])
+def test_a_weekday_a_week_or_two_ahead(directory, text, expected):
+    assert appts(directory, text) == [(expected, "10:00", None)]
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
