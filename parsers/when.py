@@ -101,10 +101,10 @@ BARE_END = re.compile(r"\s*(?:-|a|to|till|until|jusqu'?\s?a)\s*(1[0-2]|[1-9])(?!
                       r"times|sessions|seances|[a-z]*etage|floor))")
 RANGE_SEP = re.compile(r"^\s*(?:-+|a|à|to|until|till|jusqu'?\s?a|et|and)\s*$")
 
-DURATION_HM = scanner(r"\d", r"(?<![\d:/-])(\d)[ \t]*(?:heures?|hours?|hrs?)[ \t]*(?:et[ \t]*|and[ \t]*)?([0-5]\d)"
+DURATION_HM = scanner(r"\d", r"(?<![\d:/.,-])(\d)[ \t]*(?:heures?|hours?|hrs?)[ \t]*(?:et[ \t]*|and[ \t]*)?([0-5]\d)"
                          r"(?:[ \t]*(?:minutes?|mins?|mn))?(?![\d])")
-DURATION_HOURS = scanner(r"\d", r"(?<![\d:/-])(\d{1,2}(?:[.,]\d{1,2})?)[ \t]*(?:-[ \t]*)?(?:heures?|hours?|hrs?|h)(?![a-z\d])")
-DURATION_MIN = scanner(r"\d", r"(?<![\d:/-])(\d{1,3})[ \t]*(?:-[ \t]*)?(?:minutes?|mins?|mn)\b")
+DURATION_HOURS = scanner(r"\d", r"(?<![\d:/.,-])(\d{1,2}(?:[.,]\d{1,2})?)[ \t]*(?:-[ \t]*)?(?:heures?|hours?|hrs?|h)(?![a-z\d])")
+DURATION_MIN = scanner(r"\d", r"(?<![\d:/.,-])(\d{1,3})[ \t]*(?:-[ \t]*)?(?:minutes?|mins?|mn)\b")
 NUMBER_WORDS = {
     "une": 1, "un": 1, "one": 1, "an": 1, "a": 1, "deux": 2, "two": 2, "trois": 3, "three": 3,
     "quatre": 4, "four": 4, "cinq": 5, "five": 5, "six": 6, "sept": 7, "seven": 7, "huit": 8, "eight": 8,
@@ -133,6 +133,7 @@ TIME_CUES = ("a", "at", "vers", "des", "debut", "starting", "start", "starts", "
 # "push it back by an hour", "décaler de 30 minutes", "retarder d'une heure": how far it moves, not how long
 SHIFT_BEFORE = re.compile(r"\b(?:push\w*|delay\w*|postpon\w*|bring|brought|move[sd]?|moving|decal\w*|retard\w*|"
                           r"devanc\w*|recul\w*|repouss\w*)\b[^.\n]{0,25}?(?:\b(?:by|de|of)\s+|\bd')(?:une?\s+|an?\s+)?$")
+APPROX_BEFORE = re.compile(r"\b(?:vers|autour de|aux alentours de|around|about|approx\w*|environ)\.?\s+$")
 # "add 30 minutes", "prolonger de 30 min", "30 minutes de plus": time added to a booking, not its length
 EXTRA_BEFORE = re.compile(r"(?:\b(?:add|adding|ajouter|rajouter|extend|extending|prolonger|allonger)\b[^.\n]{0,12}?"
                           r"(?:\b(?:de|by|of|an?)\s+|\bd')?(?:une?\s+|an?\s+)?|\b(?:extra|another|additional|encore)\s+)$")
@@ -699,6 +700,8 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
         else:
             v = NUMBER_WORDS[m.group(5)]
         durations.append(DurationMention(m.start(), m.end(), v))
+    # "vers 9h-9h30", "around 9-9:30": when it starts, give or take, not a slot
+    times = [x for x in times if not (x.duration and APPROX_BEFORE.search(t, max(0, x.start - 15), x.start))]
     times.sort(key=lambda x: x.start)
     durations = sorted((x for x in durations if not SHIFT_BEFORE.search(t, max(0, x.start - 40), x.start)
                         and not EXTRA_BEFORE.search(t, max(0, x.start - 30), x.start)

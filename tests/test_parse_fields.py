@@ -303,6 +303,18 @@ def test_a_weekday_a_week_or_two_ahead(directory, text, expected):
     assert appts(directory, text) == [(expected, "10:00", None)]
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("Arabic interpreter Dec 8 at 10 am, approx. 1-1.5 hours.", ("2026-12-08", "10:00", None)),
+    ("Arabic interpreter Dec 8 at 10 am, 1.5 hours.", ("2026-12-08", "10:00", 90)),
+    ("Interprète arabe le 8 décembre à 10h, 1,5 heure.", ("2026-12-08", "10:00", 90)),
+    ("Interprète arabe le 8 décembre vers 9h-9h30.", ("2026-12-08", None, None)),
+    ("Arabic interpreter Dec 8 around 9-9:30 am.", ("2026-12-08", None, None)),
+    ("Interprète arabe le 8 décembre de 9h à 9h30.", ("2026-12-08", "09:00", 30)),
+])
+def test_a_span_of_lengths_or_of_start_times_is_no_value(directory, text, expected):
+    assert appts(directory, text) == [expected]
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
