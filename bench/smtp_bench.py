@@ -20,6 +20,7 @@ bot's CPU time per message by thread (event loop, intake, sender, workers, ...).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import smtplib
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -78,20 +80,26 @@ def blast(ports: list[int], raws: list[tuple[str, str, bytes]], k: int) -> tuple
     return time.perf_counter() - t0, data_at
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU time (user + system) used so far by these processes and their children (Linux)."""
-    total, seen, todo = 0.0, set(), list(pids)
+def process_tree(pids: list[int]) -> Iterator[int]:
+    """These processes and, as long as they run, their children and theirs (Linux /proc)."""
+    seen, todo = set(), list(pids)
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
-        try:
+        yield pid
+        with contextlib.suppress(OSError, ValueError):
+            todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes and their children (Linux)."""
+    total = 0.0
+    for pid in process_tree(pids):
+        with contextlib.suppress(OSError, ValueError, IndexError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        except (OSError, ValueError, IndexError):
-            continue
     return total
 
 
@@ -100,20 +108,12 @@ def thread_cpu(pids: list[int]) -> dict[str, float]:
     summed by name (Linux: /proc/PID/task/TID/schedstat, in nanoseconds). `serve` names its
     threads (biq-intake, biq-sender, ...); its event loop is the process's main thread, "python"."""
     times: dict[str, float] = {}
-    seen, todo = set(), list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
+    for pid in process_tree(pids):
+        with contextlib.suppress(OSError, ValueError, IndexError):
             for task in Path(f"/proc/{pid}/task").iterdir():
                 name = (task / "comm").read_text().strip()
                 name = "event loop" if task.name == str(pid) and name.startswith("python") else name
                 times[name] = times.get(name, 0.0) + int((task / "schedstat").read_text().split()[0]) / 1e9
-            todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        except (OSError, ValueError, IndexError):
-            continue
     return times
 
 

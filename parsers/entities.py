@@ -157,10 +157,11 @@ PREFER_CUE = re.compile(
     r"prefere(?:rait|rions)?|would (?:like|prefer)|prefers?|if possible,?|si possible,?|request(?:ing)?|"
     r"demander?|avoir|de preference|preferablement|idealement|preferably|ideally)\s*:?\s+(?:" + TITLES + r"\s+)?$")
 # a form's "Interprète à prioriser : aucun" states no preference
-NO_PREFERENCE = re.compile(r"^\W*(?:aucune?|none|no|non|n/?a|nil|pas de preference|sans preference|no preference|"
-                           r"indifferent|peu importe|any|anyone|n'importe (?:qui|lequel|laquelle)|-+|/|\.+|x)\W*$")
 # a free-text form field filled with "aucun", "N/A", "-", "rien": nothing to say
 NOTHING = re.compile(r"^\W*(?:aucune?|none|n/?a|nil|rien|nothing|sans objet|s\.?o\.?|-+|/|\.+|x)\W*$")
+# and an interpreter's name field with "pas de préférence", "peu importe": no one in particular
+NO_PREFERENCE = re.compile(r"^\W*(?:no|non|pas de preference|sans preference|no preference|indifferent|peu importe|"
+                           r"any|anyone|n'importe (?:qui|lequel|laquelle))\W*$")
 NOT_THIS_ONE = re.compile(r"\b(?:(?:pas|not|sauf|except|eviter|avoid|plutot que|autre que|other than|sans)\s+"
                           r"(?:(?:avec|with|de|d')\s*)?|"
                           r"(?:ne pas|ne plus|don't|do not|never|jamais)\s+(?:envoyer|send|assigner|assign|affecter|"
@@ -177,7 +178,7 @@ NAME_AFTER_CUE = re.compile(r"^\s*((?:[A-ZÀ-ÖØ-Þ][\w'’\-]+)(?:\s+[A-ZÀ-Ö
 def preferred_interpreter(d: Directory, original: str, folded: str, form: dict, sender_name: str) -> str | None:
     if "preferred_interpreter" in form:
         v = form["preferred_interpreter"][0]
-        if not v or NO_PREFERENCE.match(_f(v)):
+        if not v or NOTHING.match(_f(v)) or NO_PREFERENCE.match(_f(v)):
             return None
         return _roster_id(d, v) or v
     sender = set(key(sender_name))
