@@ -133,11 +133,19 @@ TIME_CUES = ("a", "at", "vers", "des", "debut", "starting", "start", "starts", "
 # "push it back by an hour", "décaler de 30 minutes", "retarder d'une heure": how far it moves, not how long
 SHIFT_BEFORE = re.compile(r"\b(?:push\w*|delay\w*|postpon\w*|bring|brought|move[sd]?|moving|decal\w*|retard\w*|"
                           r"devanc\w*|recul\w*|repouss\w*)\b[^.\n]{0,25}?(?:\b(?:by|de|of)\s+|\bd')(?:une?\s+|an?\s+)?$")
+TIME_TBD = re.compile(r"\b(?:(?:l')?heure (?:exacte |precise )?(?:reste )?a (?:confirmer|determiner|venir)|"
+                      r"heure (?:exacte |precise )?inconnue|(?:exact |start )?time (?:tbd|tbc|to be (?:confirmed|determined)|"
+                      r"unknown|to follow))\b")
+WINDOW_BEFORE = re.compile(r"\b(?:entre|between)\s+$")
 APPROX_BEFORE = re.compile(r"\b(?:vers|autour de|aux alentours de|around|about|approx\w*|environ)\.?\s+$")
 # "add 30 minutes", "prolonger de 30 min", "30 minutes de plus": time added to a booking, not its length
 EXTRA_BEFORE = re.compile(r"(?:\b(?:add|adding|ajouter|rajouter|extend|extending|prolonger|allonger)\b[^.\n]{0,12}?"
-                          r"(?:\b(?:de|by|of|an?)\s+|\bd')?(?:une?\s+|an?\s+)?|\b(?:extra|another|additional|encore)\s+)$")
-EXTRA_AFTER = re.compile(r"\s*(?:de plus|supplementaires?|additionnelles?|more\b|extra\b|additional\b|longer\b)")
+                          r"(?:\b(?:de|by|of|an?)\s+|\bd')?(?:une?\s+|an?\s+)?|\b(?:extra|another|additional|encore)\s+|"
+                          r"\+\s*)$")
+# "(with a 15 minute break)", "pause de 15 min": a pause inside the appointment, not its length
+BREAK_AROUND = re.compile(r"\b(?:pause|break)\s+(?:de|of)\s+(?:une?\s+|an?\s+)?$")
+EXTRA_AFTER = re.compile(r"\s*(?:de plus|supplementaires?|additionnelles?|more\b|extra\b|additional\b|longer\b|"
+                         r"(?:de\s+)?(?:pause|break)\b)")
 ARRIVAL_BEFORE = re.compile(r"\b(?:arriv\w*|arrival|se presenter|presentez-vous|be there|show up)\b[^.\n]{0,12}$")
 REPLACED = re.compile(r"(?:au lieu d(?:es|e|u|')|plutot qu[e']|instead of|rather than|et non(?: pas)?|and not|"
                       r"pas (?:a|au|le)|not at|not on|not)\s*(?:a\s+|at\s+|de\s+|le\s+|the\s+|du\s+|)$")
@@ -605,6 +613,9 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
                 if start_v < v2 and v2 - start_v <= 12 * 60:
                     times.append(TimeMention(s1, e2, start_v, v2 - start_v))
                     used.update({i, j})
+                elif v2 < start_v and start_v >= 18 * 60 and v2 + 24 * 60 - start_v <= 8 * 60:
+                    times.append(TimeMention(s1, e2, start_v, v2 + 24 * 60 - start_v))  # "de 23h à 1h"
+                    used.update({i, j})
             break
         else:
             # "from 1 to 2:30 pm": the first end is a bare number
@@ -705,6 +716,7 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
     times.sort(key=lambda x: x.start)
     durations = sorted((x for x in durations if not SHIFT_BEFORE.search(t, max(0, x.start - 40), x.start)
                         and not EXTRA_BEFORE.search(t, max(0, x.start - 30), x.start)
+                        and not BREAK_AROUND.search(t, max(0, x.start - 20), x.start)
                         and not EXTRA_AFTER.match(t, x.end)), key=lambda x: x.start)
     return times, durations
 
@@ -723,6 +735,11 @@ def appointments(t: str, today: date, day_first: bool = True) -> tuple[list[Appo
     times, durations = find_times(t, [(d.start, d.end) for d in found])
     spans = [(d.start, d.end) for d in found] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
     found, times = _moved(t, found, _start_and_end(t, times))
+    if TIME_TBD.search(t):  # "heure exacte à confirmer": whatever time is written is not the start
+        times = []
+    # "entre 13h et 16h, la rencontre dure 1h": a window to book in, not the slot
+    times = [x for x in times if not (x.duration and WINDOW_BEFORE.search(t, max(0, x.start - 12), x.start)
+                                      and any(d.minutes < x.duration for d in durations))]
     # "le 9 à 15h, au lieu du 8 décembre à 14h": the replaced date and what follows it in its clause
     dates: list[DateMention] = []
     for i, d in enumerate(found):

@@ -315,6 +315,19 @@ def test_a_span_of_lengths_or_of_start_times_is_no_value(directory, text, expect
     assert appts(directory, text) == [expected]
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("Interprète arabe le 8 décembre de 23h à 1h (garde de nuit).", ("2026-12-08", "23:00", 120)),
+    ("Interprète arabe le 8 décembre entre 13h et 16h, la rencontre dure 1h.", ("2026-12-08", None, 60)),
+    ("Interprète arabe le 8 décembre à 10h (heure exacte à confirmer), 1h.", ("2026-12-08", None, 60)),
+    ("Arabic interpreter Dec 8 at 10 am (time TBC), 1 hour.", ("2026-12-08", None, 60)),
+    ("Arabic interpreter Dec 8 at 9:00 for a 3-hour session (with a 15 minute break).", ("2026-12-08", "09:00", 180)),
+    ("Interprète arabe le 8 décembre à 10h, durée 1h (+15 min pour le transport).", ("2026-12-08", "10:00", 60)),
+    ("Interpreter needed on Dec 8 between 2 and 3 pm.", ("2026-12-08", "14:00", 60)),
+])
+def test_night_slots_windows_pauses_and_times_to_confirm(directory, text, expected):
+    assert appts(directory, text) == [expected]
+
+
 def test_a_date_told_as_background_is_no_appointment(directory):
     text = ("Interprète arabe le 8 déc à 10h, 1h. Note : le rdv du 1er décembre à 14h avait été annulé par la "
             "clinique, d'où cette nouvelle demande.")
