@@ -333,9 +333,9 @@ NOTIFY_YES = re.compile(r"\b(?:aviser|avisez|rappeler|rappelle|rappelez|prevenir
                         r"lui rappeler|rappel|"
                         r"(?:l'|la |le |les |lui )(?:aviser|prevenir|appeler|rappeler|contacter|joindre)|"
                         r"(?:notify|remind|call|contact) (?:her|him|them)|"
-                        r"(?:call|phone|contact|text|appeler|telephoner|contacter|joindre)\b[^.\n]{0,40}"
+                        r"(?:call|phone|contact|text|appeler|telephoner|contacter|joindre)\b[^.\n]{0,60}"
                         r"\b(?:la veille|the day before|the night before|beforehand|ahead of time|in advance|"
-                        r"a l'avance|d'avance))\b")
+                        r"a l'avance|d'avance|pour (?:lui )?confirmer|to confirm))\b")
 USER_WORDS = re.compile(r"\b(?:usager|usagere|patient|patiente|pt|maman|mere|pere|papa|parent|parents|famille|"
                         r"family|mother|father|mom|dad|user|client|cliente|beneficiaire|monsieur|madame|"
                         r"son numero|her number|his number|their number|la dame|le monsieur|l'enfant|"
@@ -355,8 +355,8 @@ def notify_user(form: dict, folded: str) -> bool | None:
     if NOTIFY_NO.search(folded):
         return False
     for m in NOTIFY_YES.finditer(folded):
-        if _negated(folded, m.start()):
-            continue
+        if _negated(folded, m.start()) or SELF_PHONE.search(folded, max(0, m.start() - 3), m.start() + 12):
+            continue  # "vous pouvez m'appeler pour confirmer": the requester, not the user
         answer = re.match(r"[^:?\n]{0,60}[:?]\s*(oui|yes|non|no)\b", folded[m.end():])
         if answer:  # a question or label answered on its line: "Rappel au patient ? Non"
             return answer.group(1) in ("oui", "yes")

@@ -451,6 +451,15 @@ def test_an_english_forms_message_to_interpreter(directory):
     assert (got["message_to_interpreter"], got["notes_to_coordinator"]) == ("Please arrive 10 min early.", "urgent")
 
 
+def test_contacting_the_user_to_confirm_is_notifying(directory):
+    text = ("Interprète arabe le 8 décembre à 10h. Veuillez contacter l'usagère via son fils Ali au 438-555-0181 "
+            "pour confirmer.")
+    got = p(directory, text)
+    assert (got["notify_user"], got["user_phone"]) == (True, "438-555-0181")
+    got = p(directory, "Interprète arabe le 8 décembre à 10h. Vous pouvez m'appeler pour confirmer au 514-555-0111.")
+    assert (got["notify_user"], got["user_phone"]) == (None, None)
+
+
 def test_where_a_meeting_is_is_no_reason(directory):
     text = ("Besoin d'un interprète en lingala le 9 décembre à 9h pour 1h30. L'usager sera accompagné de sa fille. "
             "Rencontre au 3e étage, local 3.125.")
