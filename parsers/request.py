@@ -84,6 +84,9 @@ def local_date(moment: datetime | None) -> date:
 STATED_MODE = re.compile(r"\b(?:c'est|ce sera|ce serait|it's|it is|it will be|it'll be)\s+(?:bien\s+|plutot\s+|"
                          r"finalement\s+|actually\s+)?(?:en|par|by|in|via|sur)\s|\b(?:pas|not|non)\s+(?:en|par|by|in|via)"
                          r"\s+(?:personne|presentiel|video|visio|telephone|phone|person)\b")
+# "Karim Aziz si possible" asks for him; "merci, Karim Aziz était super" does not
+WANTED = re.compile(r"\b(?:si possible|if possible|de preference|preferablement|preferably|idealement|ideally|"
+                    r"prioriser|prefere\w*|prefer\w*|souhait\w*|aimerai\w*|would like|same interpreter|meme interprete)\b")
 WILL_BE = re.compile(r"\b(?:sera|seront|will be|it'll be|je confirme|i confirm|make it|plutot|rather|instead|"
                      r"finalement|modifier|changer|change|switch|passer)\b")
 
@@ -138,8 +141,11 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
             and (WILL_BE.search(folded) or STATED_MODE.search(folded)):
         has_details = True  # "ce sera en présentiel" changes the request it answers; "merci, l'appel
         # au téléphone s'est bien passé" does not
-    if (out.ref is not None or reply) and (out.notify_user is not None or out.user_phone):
-        has_details = True  # "pas besoin de l'aviser", "her phone is …, please call her": the bot asked
+    if (out.ref is not None or reply) and (out.notify_user is not None or out.user_phone or (
+            out.preferred_interpreter in d.interpreters and WANTED.search(folded))):
+        has_details = True  # "pas besoin de l'aviser", "Karim Aziz si possible": the bot asked
+    if reply and out.mode and len(folded.strip(" .!\n")) <= 30:
+        has_details = True  # "En personne." alone answers "which mode?"
     out.intent = intent(folded, automatic=automatic, has_ref=out.ref is not None, is_reply=reply,
                         has_details=has_details, has_appointment=bool(appts), has_language=bool(target))
     if out.intent == "other" and not reply and not automatic and out.ref is not None and subject_folded:

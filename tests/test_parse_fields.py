@@ -562,6 +562,8 @@ def test_a_reply_that_only_states_the_mode_modifies(directory):
     ("The patient's phone is 514-555-0123, yes please call her.", ("modify", None, True, "514-555-0123")),
     ("Non, pas en vidéo : par téléphone.", ("modify", "phone", None, None)),
     ("It's by video, on Teams.", ("modify", "video", None, None)),
+    ("en personne", ("modify", "in_person", None, None)),
+    ("Par téléphone.", ("modify", "phone", None, None)),
     # thanks and news are still no change
     ("Merci, l'usagère a bien reçu l'appel de l'interprète.", ("other", None, None, None)),
     ("Merci beaucoup, c'est parfait!", ("other", None, None, None)),
@@ -578,6 +580,12 @@ def test_the_subject_says_when_and_the_body_how_long(directory):
     # a body that says when is not overruled by its subject
     got = p(directory, "Interprète espagnol le 9 décembre à 10h, 1h.", subject="Demande - 8 décembre 13h")
     assert got["appointments"] == [{"date": "2026-12-09", "start_time": "10:00", "duration_minutes": 60}]
+
+
+def test_a_reply_naming_an_interpreter_of_the_roster(directory):
+    got = p(directory, "Karim Aziz si possible", reply=True)
+    assert (got["intent"], got["preferred_interpreter"]) == ("modify", "int-018")
+    assert p(directory, "Merci, Karim Aziz était super.", reply=True)["intent"] == "other"
 
 
 def test_interpreter_type_in_english_and_in_passing(directory):
