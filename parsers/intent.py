@@ -57,6 +57,7 @@ STATUS = re.compile(
     r"still on|toujours (?:prevue?|confirmee?|d'actualite|valide)|(?:acceptee?|accepted|assignee?|assigned)\s*\?|"
     r"who is the interpreter|who will (?:be )?interpret|qui sera l'interprete|qui est l'interprete|"
     r"(?:le )?nom de l'interprete|name of the interpreter|interpreter's name|"
+    r"(?:my|all my) (?:\w+ ){0,2}(?:requests|bookings|reservations)|mes (?:\w+ ){0,2}(?:demandes|reservations)|"
     r"checking (?:in )?on (?:my|the|our) (?:request|booking)|follow(?:ing)? up on (?:my|the|our) (?:request|booking)|"
     r"do (?:we|you) have (?:someone|somebody|anyone|an interpreter)|"
     r"(?:avez|avons)-(?:vous|nous) (?:quelqu'un|un interprete)|"
@@ -64,6 +65,10 @@ STATUS = re.compile(
     r"no news|haven't heard|have not heard|(?:what|which) requests|quelles demandes|"
     r"(?:anyone|someone|somebody|an interpreter) (?:accepted|taken|confirmed)|quelqu'un a (?:accepte|confirme)|"
     r"(?:est-elle|est-il|is it|is this|is my|is the)\b[^.?\n]{0,30}\bconfirm(?:ee?|ed)\b)")
+# "avez-vous reçu ma demande d'hier pour l'arabe ?": about a request already sent, whatever it names
+RECEIVED = re.compile(r"\b(?:(?:avez-vous|avez vous|vous avez) (?:bien )?recu ma (?:demande|requete|reservation)|"
+                      r"(?:did|have) you (?:get|got|receive|received|gotten) my (?:request|booking|email)|"
+                      r"(?:ma demande|my request) (?:a-t-elle|est-elle|has it|was it) (?:bien )?(?:ete )?(?:recue|received))\b")
 MODIFY = re.compile(
     r"\b(?:modifier|modification|modif|changement|changer|change|changed|deplace|deplacer|deplacee|reporter|"
     r"reporte|reschedule|rescheduled|move|moved|au lieu de|instead of|plutot|correction|finalement|"
@@ -156,7 +161,7 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
         return "other"
     if cancel_stated(folded):
         return "cancel"
-    if STATUS.search(folded) and not (has_details and NEW.search(folded) and not has_ref):
+    if RECEIVED.search(folded) or (STATUS.search(folded) and not (has_details and NEW.search(folded) and not has_ref)):
         return "status"
     if re.search(r"\b(?:nouveau rendez-vous|autre rendez-vous|another appointment|nouvelle demande|new request|"
                  r"un autre|une autre)\b", folded) and has_details:

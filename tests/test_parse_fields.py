@@ -769,6 +769,9 @@ def test_a_chat_reply_to_the_bots_message_takes_its_reference(directory):
     "Hi, just checking in on my request for next Tuesday — do we have someone?",
     "Bonjour, pouvez-vous me confirmer le nom de l'interprète pour demain? BIQ-000703",
     "Bonjour, avez-vous quelqu'un pour ma demande de jeudi?",
+    "Hi, can I see all my upcoming interpreter bookings?",
+    "Bonjour, avez-vous reçu ma demande d'hier pour l'arabe?",
+    "Hello, did you get my request from yesterday for a Farsi interpreter?",
 ])
 def test_more_ways_to_ask_where_a_request_stands(directory, text):
     assert p(directory, text)["intent"] == "status"
