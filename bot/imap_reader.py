@@ -64,6 +64,7 @@ class ImapReader:
         self.uidvalidity: int | None = None
         self.reconnects = 0
         self.stored = 0
+        self._recount_skipped = False
 
     # ---- connection ---------------------------------------------------------------------------------
     def connect(self) -> IMAPClient:
@@ -75,14 +76,20 @@ class ImapReader:
             if folder and not client.folder_exists(folder):
                 client.create_folder(folder)
                 log.info("IMAP folder %s created", folder)
-        info = client.select_folder(t.folder)
+        self.client = client
+        self._select()
+        return client
+
+    def _select(self) -> int:
+        """(Re)select the folder; returns how many messages it holds now (its EXISTS)."""
+        assert self.client is not None
+        info = self.client.select_folder(self.target.folder)
         validity = info.get(b"UIDVALIDITY")
         if self.uidvalidity is not None and validity != self.uidvalidity:
             log.warning("IMAP UIDVALIDITY of %s changed (%s → %s): every message is looked at again; the store "
-                        "recognises those already taken", t.folder, self.uidvalidity, validity)
+                        "recognises those already taken", self.target.folder, self.uidvalidity, validity)
         self.uidvalidity = validity
-        self.client = client
-        return client
+        return int(info.get(b"EXISTS", 0))
 
     def close(self) -> None:
         if self.client is not None:
@@ -173,6 +180,7 @@ class ImapReader:
                     delay = 1.0
                 n = self.drain()
                 if n:
+                    self._recount_skipped = False
                     log.info("IMAP: %d message(s) taken from %s", n, self.target.folder)
                 self._wait(stop)
             except (TimeoutError, IMAPClientError, OSError, ssl.SSLError, SQLAlchemyError) as exc:
@@ -191,10 +199,12 @@ class ImapReader:
         if b"IDLE" not in client.capabilities():
             stop.wait(self.settings.imap_poll_seconds)
             return
-        # A message that arrived after the last SEARCH is announced (EXISTS) on the next command;
-        # without this NOOP that announcement could come just before IDLE and be missed.
-        _, untagged = client.noop()
-        if any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") and r[0] for r in untagged):
+        # A message that arrives while a command runs is announced (EXISTS) in that command's reply,
+        # which imapclient does not hand back for SEARCH, FETCH or MOVE; IDLE will not announce it
+        # again. A fresh SELECT counts it. Skipped once only, so a message that cannot be taken
+        # never makes this a busy loop.
+        if self._select() and not self._recount_skipped:
+            self._recount_skipped = True
             return
         client.idle()
         lost = False

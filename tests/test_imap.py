@@ -93,6 +93,31 @@ async def test_server_restart_mid_run(db_url, dovecot, sink, caplog):
         assert "lost or refused" in text and "reconnected" in text
 
 
+def test_message_announced_in_another_reply_is_not_left_waiting(db_url, dovecot):
+    """A message that lands while SEARCH runs is announced in SEARCH's reply, which imapclient keeps
+    to itself; IDLE would not announce it again, so it would wait for the next poll (30 s)."""
+    settings = imap_settings(db_url, dovecot)
+    store = Store(db_url)
+    prepare_store(store, settings)
+    reader = ImapReader(store, settings)
+    assert reader.drain() == 0
+    append(dovecot, make_mail(complete_request(in_days(10))).as_bytes())
+    assert reader.client.search("ALL") == []  # the view had not caught up: announced, not returned
+    reader.client.noop()  # and whatever else the server had to say about it is said
+    stop = threading.Event()
+    timer = threading.Timer(6.0, stop.set)
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        reader._wait(stop)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t0 < 3
+    assert reader.drain() == 1
+    reader.close()
+    store.dispose()
+
+
 class CrashAfterStore(ImapReader):
     """Dies between storing a message and moving it, like a kill at the worst moment."""
 
