@@ -109,6 +109,12 @@ def writing_language(folded: str, hint: str = "") -> str:
     return "en" if en > fr else "fr"
 
 
+NEW_ASKED = re.compile(r"\b(?:nouveau rendez-vous|autre rendez-vous|another appointment|nouvelle demande|new request|"
+                       r"un autre|une autre)\b")
+# "… a été annulé. Nouvelle demande : le 15 décembre à 13h30": the cancel before it is news
+NEW_SAID = re.compile(r"\b(?:nouvelle demande|new request|nouvelle requete)\b(?=[^\n]{0,150}?(?:\d\s*(?:h\b|h\d|:\d\d|am\b|pm\b)|"
+                      r"\d\s+(?:janv|fev|mars|avr|mai|juin|juil|aout|sept|oct|nov|dec)|"
+                      r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d))")
 CONDITION = re.compile(r"\b(?:si|s'il|s'ils|s'elle|if|in case|en cas|au cas|unless|whether|should it)\b")
 BACKGROUND = re.compile(r"\b(?:avait|avaient|had)\s+(?:ete|been)\s+$")
 WAS = re.compile(r"\b(?:a ete|ont ete|est|sont|etait|was|were|has been|have been|is|got)\s+$")
@@ -116,16 +122,17 @@ HOW_TO = re.compile(r"\b(?:(?:je|on|nous) (?:peux|peut|pouvons)|puis-je|peut-on|
                     r"faut-il|do i|should i)\b")
 
 
-def cancel_stated(folded: str) -> bool:
+def cancel_stated(folded: str, new_asked: bool = False) -> bool:
     """A cancellation asked for now, not one imagined ("si le rendez-vous est annulé", "if it
-    gets cancelled"), told as background ("avait été annulé") or asked about ("est-ce que je
-    peux annuler une demande par courriel ?")."""
+    gets cancelled"), told as background ("avait été annulé", or "a été annulé" when the message
+    goes on to ask for a new one: *new_asked*) or asked about ("est-ce que je peux annuler une
+    demande par courriel ?")."""
     for m in CANCEL.finditer(folded):
         start = max(folded.rfind(c, 0, m.start()) for c in ".!?\n") + 1
         before = folded[start:m.start()]
         if CONDITION.search(before) or BACKGROUND.search(before) or (
-                PAST_APPOINTMENT.search(before) and WAS.search(before)):  # "la rencontre précédente a été annulée"
-            continue
+                (new_asked or PAST_APPOINTMENT.search(before)) and WAS.search(before)):
+            continue  # "la rencontre précédente a été annulée"
         end = re.compile(r"[.!?\n]").search(folded, m.end())
         if end and end.group() == "?" and HOW_TO.search(before) and not REF_TEXT.search(folded):
             continue
@@ -159,12 +166,12 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
     if len(folded) < 150 and ACKNOWLEDGED.search(folded) and not MODIFY.search(folded) \
             and not CANCEL.search(folded):
         return "other"
-    if cancel_stated(folded):
+    new_asked = has_details and not has_ref and bool(NEW_SAID.search(folded))
+    if cancel_stated(folded, new_asked):
         return "cancel"
     if RECEIVED.search(folded) or (STATUS.search(folded) and not (has_details and NEW.search(folded) and not has_ref)):
         return "status"
-    if re.search(r"\b(?:nouveau rendez-vous|autre rendez-vous|another appointment|nouvelle demande|new request|"
-                 r"un autre|une autre)\b", folded) and has_details:
+    if has_details and NEW_ASKED.search(folded):
         return "new_request"
     if (has_ref or is_reply) and (MODIFY.search(folded) or has_details):
         return "modify"

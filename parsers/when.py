@@ -66,6 +66,15 @@ MONTH_DAY = scanner(r"adfjlmnostvw",
 RELATIVE_DAY = scanner(r"actd",
     r"\b(apres[- ]demain|the day after tomorrow|demain|tomorrow|tomorow|tmrw|tmr|aujourd'?\s?hui|today|tonight|"
     r"ce soir)\b")
+# "dans 3 jours", "in two days' time": counted from the message's date (working days are not)
+_FEW = {"un": 1, "une": 1, "one": 1, "a": 1, "deux": 2, "two": 2, "trois": 3, "three": 3, "quatre": 4, "four": 4,
+        "cinq": 5, "five": 5, "six": 6, "sept": 7, "seven": 7}
+IN_DAYS = scanner(r"di", rf"\b(?:dans|in)\s+(\d{{1,2}}|{'|'.join(_FEW)})\s+(?:jours?|days?)\b(?:'?\s*time\b)?"
+                         r"(?!\s*(?:ouvrables?|ouvres|business|working|de travail|environ|or so|ou plus|or more|ou |or ))")
+# "pour le 8 à 10h", "on the 8th at 10 am": a day of the month said without its month, when a
+# time follows (not "le 8e étage", "the 8th floor"): the next such day
+DAY_ALONE = scanner(r"lot", rf"\b(?:le|the)\s+(\d{{1,2}}){_ORD}\b(?=\s*,?\s*(?:(?:a|at|@|vers|around|des|from|de)\s+)?"
+                            r"\d{1,2}\s*(?:h\b|h\d|:\d|am\b|pm\b|a\.m|p\.m))")
 # a week named before its weekday: "la semaine prochaine, le mercredi", "dans deux semaines, mardi"
 _TWO_WEEKS = ("the week after", "dans deux semaines", "dans 2 semaines", "in two weeks", "in 2 weeks")
 _WEEK_AHEAD = "|".join(("la semaine prochaine", "next week", *_TWO_WEEKS))
@@ -326,6 +335,10 @@ def find_dates(t: str, today: date, day_first: bool = True) -> list[DateMention]
         w = m.group(1)
         offset = 2 if ("apres" in w or "after" in w) else 1 if w in ("demain", "tomorrow", "tomorow", "tmrw", "tmr") else 0
         add(DateMention(m.start(), m.end(), [today + timedelta(days=offset)], relative=True))
+    for m in IN_DAYS.finditer(t):
+        n = int(m.group(1)) if m.group(1).isdigit() else _FEW[m.group(1)]
+        if 0 < n <= 14 and free(m.start(), m.end()):
+            add(DateMention(m.start(), m.end(), [today + timedelta(days=n)], relative=True))
     for m in WEEKDAY_PHRASE.finditer(t):
         if not free(m.start(), m.end()):
             continue
@@ -364,6 +377,19 @@ def find_dates(t: str, today: date, day_first: bool = True) -> list[DateMention]
         if not daynum and (t[m.end(3):m.end(3) + 1] == "s" or EVERY.search(t, max(0, m.start() - 12), m.start(3))):
             uncertain = True  # "tous les mardis", "every Tuesday": which ones?
         add(DateMention(m.start(), m.end(), [d], uncertain, wd, relative=not daynum))
+    for m in DAY_ALONE.finditer(t):
+        n = int(m.group(1))
+        if not (1 <= n <= 31 and free(m.start(), m.end())):
+            continue
+        # "le 3 janvier à 10h et le 10 à 14h": the month of the date said before it
+        before = [x.dates[-1] for x in found if x.end <= m.start() and x.dates]
+        base = max([today, *before[-1:]])
+        month_start = base.replace(day=1)
+        months = [month_start, (month_start + timedelta(days=32)).replace(day=1)]
+        months.append((months[1] + timedelta(days=32)).replace(day=1))
+        d = next((x for x in (_safe_date(ms.year, ms.month, n) for ms in months) if x and x >= base), None)
+        later = any(x.start >= m.end() and not x.relative for x in found)  # "le 10 … et le 3 janvier"
+        add(DateMention(m.start(), m.end(), [d] if d else [], d is None or later))
     found.sort(key=lambda x: x.start)
     return _alternatives(_merge_adjacent(found, t), t)
 

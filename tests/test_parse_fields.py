@@ -303,6 +303,26 @@ def test_a_weekday_a_week_or_two_ahead(directory, text, expected):
     assert appts(directory, text) == [(expected, "10:00", None)]
 
 
+@pytest.mark.parametrize("text,expected", [  # said on Friday 20 November
+    ("Interprète arabe dans 3 jours à 10h.", "2026-11-23"),
+    ("Interprète arabe dans deux jours à 10h.", "2026-11-22"),
+    ("Arabic interpreter in 4 days at 10 am.", "2026-11-24"),
+    ("Arabic interpreter in two days' time at 10 am.", "2026-11-22"),
+    ("Interprète arabe pour le 8 à 10h.", "2026-12-08"),
+    ("Interprète arabe le 27, à 10h.", "2026-11-27"),
+    ("Arabic interpreter on the 8th at 10 am.", "2026-12-08"),
+    ("Arabic interpreter for the 24th, 10 am.", "2026-11-24"),
+    # what is not a day of its own
+    ("Interprète arabe dans 3 jours ouvrables à 10h.", None),
+    ("Interprète arabe d'ici 3 jours, à 10h.", None),
+    ("Interprète arabe au 8e étage à 10h.", None),
+    ("Arabic interpreter on the 8th floor at 10 am.", None),
+    ("Interprète arabe le 8 ou le 9 à 10h.", None),
+])
+def test_a_day_counted_ahead_or_named_without_its_month(directory, text, expected):
+    assert appts(directory, text) == [(expected, "10:00", None)]
+
+
 @pytest.mark.parametrize("text,expected", [
     ("Arabic interpreter Dec 8 at 10 am, approx. 1-1.5 hours.", ("2026-12-08", "10:00", None)),
     ("Arabic interpreter Dec 8 at 10 am, 1.5 hours.", ("2026-12-08", "10:00", 90)),
@@ -668,6 +688,14 @@ def test_mode(directory, text, mode):
     ("Je serai absente le 8, donc le rendez-vous sera le 9 décembre à 10h, interprète en arabe.", "new_request", None),
     ("Bonjour, le rendez-vous est reporté au 10 décembre, même heure, même durée.", "modify", None),
     ("Hi, the appointment has been moved to Dec 10 at 2 pm.", "modify", None),
+    ("Le rendez-vous du 8 a été annulé. Nouvelle demande : interprète arabe le 15 décembre à 13h30.",
+     "new_request", None),
+    ("The Dec 8 appointment was cancelled. New request: Arabic interpreter on Dec 15 at 1:30 pm.",
+     "new_request", None),
+    ("Le rendez-vous du 8 décembre est annulé.", "cancel", None),
+    ("Le rendez-vous du 8 décembre a été annulé. Nouvelle demande à venir.", "cancel", None),
+    ("Le rendez-vous de demain a été annulé par le patient, un autre sera fixé plus tard.", "cancel", None),
+    ("Merci d'annuler BIQ-5300. Nouvelle demande : interprète arabe le 15 décembre à 13h30.", "cancel", "BIQ-005300"),
 ])
 def test_intents_and_references(directory, text, intent, ref):
     got = p(directory, text)
