@@ -97,8 +97,13 @@ _PAST_WORD = {"et demi": 30, "et demie": 30, "et quart": 15, "trente": 30, "quin
               "moins le quart": -15, "moins quart": -15}
 # "à 13 heures", "vers 13 heures 30", "à 2 heures de l'après-midi", "10 heures du matin": a time,
 # where "pour 2 heures" is a duration
+# "à quatorze heures trente": the hour in words
+HOUR_WORDS = {"sept": 7, "huit": 8, "neuf": 9, "dix": 10, "onze": 11, "treize": 13, "quatorze": 14, "quinze": 15,
+              "seize": 16, "dix-sept": 17, "dix-huit": 18, "dix-neuf": 19, "vingt": 20, "vingt et une": 21}
+_HOURW = "|".join(sorted(HOUR_WORDS, key=len, reverse=True))
 TIME_HEURES = scanner(r"abdv",
-    r"\b(?:a|à|vers|des|des les|dès|at|about|around)\s+(1\d|2[0-3]|0?\d)\s+heures?(?:\s+(?:et\s+)?([0-5]\d)(?!\s*(?:min|mn)))?"
+    rf"\b(?:a|à|vers|des|des les|dès|at|about|around)\s+(1\d|2[0-3]|0?\d|{_HOURW})\s+heures?"
+    r"(?:\s+(?:et\s+)?([0-5]\d|trente|quinze|quarante-cinq|et demie?|et quart)(?!\s*(?:min|mn)))?"
     r"(?:\s+(de l'apres-midi|de l'apres midi|du soir|du matin))?(?!\s*(?:de route|de trajet|d'avance|avant|plus tot))")
 # "at 9", "at 10 o'clock": a bare hour after "at" is a morning or noon start (7 to 12); "at 2"
 # could be either, so it stays unread
@@ -596,11 +601,13 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             raw.append((m.start(), m.end(), int(m.group(1)) * 60 + int(m.group(2) or 0), None, bool(m.group(2))))
             taken.append((m.start(), m.end()))
     for m in TIME_HEURES.finditer(t):
-        h = int(m.group(1))
+        h = int(m.group(1)) if m.group(1).isdigit() else HOUR_WORDS[m.group(1)]
         if m.group(3) and m.group(3).startswith(("de l'apres", "du soir")) and h < 12:
             h += 12
+        past = m.group(2) or "0"
+        minutes = int(past) if past.isdigit() else _PAST_WORD[past]
         if free(m.start(1), m.end()) and 6 <= h <= 21:
-            raw.append((m.start(1), m.end(), h * 60 + int(m.group(2) or 0), "word", True))
+            raw.append((m.start(1), m.end(), h * 60 + minutes, "word", True))
             taken.append((m.start(1), m.end()))
     for m in TIME_WORD.finditer(t):
         if free(m.start(), m.end()):

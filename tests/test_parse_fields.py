@@ -303,6 +303,18 @@ def test_a_weekday_a_week_or_two_ahead(directory, text, expected):
     assert appts(directory, text) == [(expected, "10:00", None)]
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("Interprète arabe le 8 décembre à quatorze heures.", "14:00"),
+    ("Interprète arabe le 8 décembre à dix heures trente.", "10:30"),
+    ("Interprète arabe le 8 décembre vers neuf heures et demie.", "09:30"),
+    ("Interprète arabe le 8 décembre à quinze heures et quart.", "15:15"),
+    ("Interprète arabe le 8 décembre à deux heures.", None),  # 2 a.m. or 2 p.m.: not said
+    ("Interprète arabe le 8 décembre pour quatorze heures de formation.", None),
+])
+def test_an_hour_in_words(directory, text, expected):
+    assert [a[1] for a in appts(directory, text)] == [expected]
+
+
 @pytest.mark.parametrize("text,expected", [  # said on Friday 20 November
     ("Interprète arabe dans 3 jours à 10h.", "2026-11-23"),
     ("Interprète arabe dans deux jours à 10h.", "2026-11-22"),
