@@ -39,6 +39,7 @@ LANG_CUE_BEFORE = scanner(r"eilpsd:\-", r"(?:\ben|\binterprete|\binterpreter|\bl
 LANG_CUE_AFTER = re.compile(r"^\s*(?:interpreter|interpretation|speaking|speaker|-speaking|\))")
 RATHER = re.compile(r"^\W*(?:ou plutot|ou bien plutot|or rather|non|no|pardon|sorry|desolee?|je veux dire|i mean)"
                     r"\W*(?:en|in|le|la|l')?\s*$")
+AND = re.compile(r"\b(?:et|and)\b")
 PAIR_SEP = re.compile(r"^\s*(?:-|/|>|vers|to|into|a|au|->|=>|et|and)\s*(?:le |la |l'|les |the )?$")
 # the clinician's side in English, said in words: "le médecin est anglophone", "the meeting will be in English"
 SOURCE_ENGLISH = re.compile(
@@ -92,8 +93,11 @@ def languages(d: Directory, original: str, folded: str, form: dict) -> tuple[str
             return source, target, mentions
     # a pair "français-espagnol" / "English–Tigrinya" / "de l'anglais vers le tigrigna"
     for a, b in zip(mentions, mentions[1:], strict=False):
-        if a.id in ("fr", "en") and b.id not in ("fr", "en") and PAIR_SEP.match(folded[a.end:b.start]):
+        sep = folded[a.end:b.start]
+        if a.id in ("fr", "en") and b.id not in ("fr", "en") and PAIR_SEP.match(sep):
             source = source or a.id
+        elif b.id in ("fr", "en") and a.id not in ("fr", "en") and PAIR_SEP.match(sep) and not AND.search(sep):
+            source = source or b.id  # "ukrainien-français", "Ukrainian > English"; not "speaks Arabic and French"
     if source is None and SOURCE_ENGLISH.search(folded):
         source = "en"
     # "pas le dari mais le pachto", "Pashto, not Dari", "en dari, ou plutôt en pachto": the
@@ -464,10 +468,7 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
     for sm in SHORT_SENTENCE.finditer(original):
         s = sm.group(1).strip()
         f = _f(s)
-        if re.match(r"^(?:consultation|rencontre|suivi|evaluation|rdv|seances?|sessions?|follow-up|physio|"
-                    r"assessment|appointment|meeting|visite|atelier|examen|therapie|therapy|vaccination)\b", f) \
-                or (re.match(r"^\w+ (?:follow-up|sessions?|assessment|appointment|consultation)\b", f)
-                    and not re.match(r"^(?:the|this|that|my|our|his|her|their|your|an?|le|la|les|ce|cette|mon|ma|notre)\s", f)):
+        if _names_an_appointment(f):
             # the sentence without its date, time, place or language: "Rencontre d'environ 2h avec la
             # travailleuse sociale" → "Rencontre avec la travailleuse sociale"
             s2 = s[:_phrase_end(_f(s), 0, [], commas=False)]
@@ -479,7 +480,28 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
             phrase = re.sub(r"\s{2,}", " ", TRAILING.sub("", s2)).strip(" ,:-")
             if phrase and not GENERIC_APPOINTMENT.match(_f(phrase)) and not ONLY_WHERE.match(_f(phrase)):
                 return phrase
+    # one item of a terse list or a parenthesis: "Dec 9 10am JGH, cardiology follow-up, 1h",
+    # "for about 2 hours (endoscopy follow-up)"; a few words, no number, nothing already read
+    for sm in SEGMENT.finditer(folded):
+        a, b = sm.span(1)
+        f = folded[a:b].strip()
+        if (_names_an_appointment(f) and len(f.split()) <= 6 and not re.search(r"\d", f)
+                and not any(a < y and x < b for x, y in claimed)
+                and not GENERIC_APPOINTMENT.match(f) and not ONLY_WHERE.match(f)):
+            return original[a:b].strip()
     return None
+
+
+SEGMENT = re.compile(r"(?:^|(?<=[,;(\n])|(?<=[.!?]\s))([^,;()\n.!?]{4,70})(?=[,;)\n]|[.!?](?:\s|$)|$)")
+
+
+def _names_an_appointment(f: str) -> bool:
+    """'Consultation en orthopédie', 'suivi de grossesse', 'cardiology follow-up' (folded)."""
+    return bool(re.match(r"^(?:consultation|rencontre|suivi|evaluation|rdv|seances?|sessions?|follow-up|physio|"
+                         r"assessment|appointment|meeting|visite|atelier|examen|therapie|therapy|vaccination)\b", f)
+                or (re.match(r"^\w+ (?:follow-up|sessions?|assessment|appointment|consultation)\b", f)
+                    and not re.match(r"^(?:the|this|that|my|our|his|her|their|your|an?|le|la|les|ce|cette|mon|ma|"
+                                     r"notre)\s", f)))
 
 
 PHRASE_MAX = 160  # a reason is a few words: never scan further (keeps long lines linear)
@@ -507,9 +529,10 @@ def _phrase_end(folded: str, start: int, claimed: list[tuple[int, int]], commas:
 FREE_MESSAGE = re.compile(r"\b(?:(?:message|note|info|infos|information|consignes?) (?:a|pour) l'interprete|"
                           r"(?:message|note|info|instructions?) (?:for|to) the interpreter|pour l'interprete|"
                           r"for the interpreter|a l'attention de l'interprete|interpreter note)\s*:\s*([^\n]+)")
-FREE_NOTES = re.compile(r"\b(?:notes? (?:au|pour le|a la|pour la) (?:coordo?n?nat(?:eur|rice)|banque)|"
-                        r"message a la banque(?: d'interpretes)?|pour (?:la banque|le coordo?n?nateur|la coordo?n?natrice)|"
-                        r"notes? (?:to|for) the (?:coordinator|bank)|for the (?:coordinator|bank))\s*:\s*([^\n]+)")
+FREE_NOTES = re.compile(r"\b(?:notes? (?:au|pour le|a la|pour la) (?:coordo?n?nat(?:eur|rice)|coordination|coordo|banque)|"
+                        r"message a la banque(?: d'interpretes)?|pour (?:la banque|le coordo?n?nateur|la coordo?n?natrice|"
+                        r"la coordination)|notes? (?:to|for) (?:the )?(?:coordinator|coordination|bank)|"
+                        r"for the (?:coordinator|bank))\s*:\s*([^\n]+)")
 
 
 def free_field(original: str, folded: str, form: dict, field: str) -> str | None:

@@ -504,6 +504,11 @@ def test_where_a_meeting_is_is_no_reason(directory):
 def test_source_language_only_when_stated(directory):
     assert p(directory, "interprète français-espagnol le 8 décembre")["source_language"] == "fr"
     assert p(directory, "interpreter English–Tigrinya on Dec 8")["source_language"] == "en"
+    # the pair written the other way round: the clinician's side is still French or English
+    got = p(directory, "need someone for Ukrainian > English, Dec 9 at 2 pm")
+    assert (got["source_language"], got["target_language"]) == ("en", "uk")
+    got = p(directory, "Interprète ukrainien-français le 9 décembre à 14h.")
+    assert (got["source_language"], got["target_language"]) == ("fr", "uk")
     got = p(directory, "interprète wolof le 8 décembre. Le papa parle un peu français.")
     assert got["source_language"] is None and got["target_language"] == "wo"
 
@@ -755,6 +760,23 @@ def test_reason_phrases(directory):
     assert p(directory, "Interpreter on Dec 8 at 10 am for his annual check-up.")["reason"] == "annual check-up"
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("espagnol, demain 10h, CLSC PE, suivi de grossesse, 1h, en personne", "suivi de grossesse"),
+    ("Arabic interpreter Dec 9 10am JGH, cardiology follow-up, 1h, in person", "cardiology follow-up"),
+    ("Vietnamese interpreter at the JGH on Dec 10 at 8:45 am for about 2 hours (endoscopy follow-up).",
+     "endoscopy follow-up"),
+    ("Interprète arabe, 8 déc 10h, HMR, 1h, évaluation en ergothérapie", "évaluation en ergothérapie"),
+    # a parenthesis or a list item that is not why
+    ("Interprète arabe le 8 décembre à 10h (dossier 4471203), 1h.", None),
+    ("Interprète arabe le 8 décembre à 10h à l'HGJ (clinique externe), 1h.", None),
+    ("Interprète arabe le 8 décembre à 10h au CHUM (Teams), 1h.", None),
+    ("Interprète arabe, 8 déc 10h, HMR, rendez-vous habituel, 1h", None),
+    ("Interprète arabe, 8 déc, rencontre de 1h, HMR", None),
+])
+def test_a_reason_as_a_list_item_or_in_parentheses(directory, text, expected):
+    assert p(directory, text)["reason"] == expected
+
+
 def test_an_appointment_named_without_its_purpose_is_no_reason(directory):
     text = "Interprète mandarin pour les rencontres suivantes :\n- 1er décembre, 9h à 10h\n- 8 décembre, 9h à 10h\n"
     assert p(directory, text)["reason"] is None
@@ -859,6 +881,10 @@ def test_messages_for_the_interpreter_and_the_bank_in_other_words(directory):
                        "Note pour la banque : facturer au programme SAPA.")
     assert got["message_to_interpreter"] == "se présenter à l'accueil du 2e étage."
     assert got["notes_to_coordinator"] == "facturer au programme SAPA."
+    got = p(directory, "Interprète arabe le 8 déc à 10h. Note pour la coordination : dossier DPJ, discrétion svp.")
+    assert got["notes_to_coordinator"] == "dossier DPJ, discrétion svp."
+    got = p(directory, "Arabic interpreter Dec 8 at 10am.\nNote to coordinator: please bill program 12.")
+    assert got["notes_to_coordinator"] == "please bill program 12."
     got = p(directory, "Arabic interpreter Dec 8 at 10am.\nFor the interpreter: ask for Dr. Lee at reception.\n"
                        "For the coordinator: this is urgent.")
     assert (got["message_to_interpreter"], got["notes_to_coordinator"]) == ("ask for Dr. Lee at reception.",
