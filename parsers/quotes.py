@@ -114,6 +114,8 @@ def current_text(body: str, subject: str = "", sender_name: str = "") -> str:
     body = body.replace("\r\n", "\n").replace("\r", "\n")
     folded = fold(body)
     fwd = FORWARD_MARKER.search(folded)
+    if fwd is None and FORWARD_SUBJECT.match(subject or ""):
+        fwd = ORIGINAL_MARKER.search(folded)  # Outlook forwards under "-----Original Message-----" too
     if fwd:
         own = _strip_quotes(body[:fwd.start()], sender_name)
         forwarded = _drop_header_block(body[fwd.end():].lstrip("\n"))

@@ -924,3 +924,22 @@ def test_a_quote_under_a_bare_attribution_line_is_not_read(directory):
     got = parse_email(directory, raw)[0].as_contract()
     assert (got["intent"], got["target_language"], got["appointments"]) == (
         "modify", None, [{"date": None, "start_time": "14:00", "duration_minutes": None}])
+
+
+@pytest.mark.parametrize("marker", [
+    "-----Original Message-----\nFrom: Dr. Lemieux [mailto:lemieux@ssss.gouv.qc.ca]\n"
+    "Sent: Tuesday, November 24, 2026 4:02 PM\nTo: Tremblay, Sophie\nSubject: interprète\n",
+    "-------- Message transféré --------\nSujet : \tinterprète\nDate : \tTue, 24 Nov 2026 16:02:11 -0500\n"
+    "De : \tDre Lemieux <lemieux@ssss.gouv.qc.ca>\n",
+    "________________________________\nDe : Dre Lemieux <lemieux@ssss.gouv.qc.ca>\nEnvoyé : 24 novembre 2026 16:02\n"
+    "À : Sophie Tremblay\nObjet : interprète\n",
+])
+def test_a_forwarded_request_counts_whatever_the_mail_client(directory, marker):
+    raw = ("From: Sophie Tremblay <sophie.tremblay.ccomtl@ssss.gouv.qc.ca>\nTo: biq@ssss.gouv.qc.ca\n"
+           "Subject: TR: interprète\nDate: Wed, 25 Nov 2026 10:00:00 -0500\nContent-Type: text/plain; charset=utf-8\n\n"
+           f"Pouvez-vous traiter cette demande svp.\n\n{marker}\n"
+           "Peux-tu faire une demande pour un interprète roumain le 2 décembre à 11h, 1h, à l'Hôpital Fleury, "
+           "en personne? Merci\n").encode()
+    got = parse_email(directory, raw)[0].as_contract()
+    assert (got["intent"], got["target_language"], got["location"], got["appointments"]) == (
+        "new_request", "ro", "hopital-fleury", [{"date": "2026-12-02", "start_time": "11:00", "duration_minutes": 60}])
