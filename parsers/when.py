@@ -716,8 +716,8 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
             if any(x.start <= m.start() < x.end for x in times) or any(d.start <= m.start() < d.end for d in durations) \
                     or any(a <= m.start() < b for a, b in exclude):
                 continue
-            if rx is DURATION_HOURS and m.group(0).rstrip().endswith("h") and not re.search(r"\s", m.group(0)):
-                continue  # "10h" alone was classified above
+            if rx is DURATION_HOURS and m.group(0).rstrip().endswith("h") and not re.search(r"[\s.,]", m.group(0)):
+                continue  # "10h" alone was classified above ("1.5h" is no time)
             if NOT_APPOINTMENT_AFTER.match(t[m.end():m.end() + 20]) or _replaced(t, m.start(), m.end()):
                 continue
             durations.append(DurationMention(m.start(), m.end(), conv(m)))

@@ -338,6 +338,8 @@ def test_a_day_counted_ahead_or_named_without_its_month(directory, text, expecte
 @pytest.mark.parametrize("text,expected", [
     ("Arabic interpreter Dec 8 at 10 am, approx. 1-1.5 hours.", ("2026-12-08", "10:00", None)),
     ("Arabic interpreter Dec 8 at 10 am, 1.5 hours.", ("2026-12-08", "10:00", 90)),
+    ("Arabic interpreter Dec 8 at 10 am, in person, 1.5h.", ("2026-12-08", "10:00", 90)),
+    ("Interprète arabe le 8 décembre à 10h, 1,5h.", ("2026-12-08", "10:00", 90)),
     ("Interprète arabe le 8 décembre à 10h, 1,5 heure.", ("2026-12-08", "10:00", 90)),
     ("Interprète arabe le 8 décembre vers 9h-9h30.", ("2026-12-08", None, None)),
     ("Arabic interpreter Dec 8 around 9-9:30 am.", ("2026-12-08", None, None)),
