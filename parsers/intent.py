@@ -67,6 +67,10 @@ STATUS = re.compile(
     r"(?:est-elle|est-il|is it|is this|is my|is the)\b[^.?\n]{0,30}\bconfirm(?:ee?|ed)\b)")
 # "avez-vous reçu ma demande d'hier pour l'arabe ?": about a request already sent, whatever it names
 RECEIVED = re.compile(r"\b(?:(?:avez-vous|avez vous|vous avez) (?:bien )?recu ma (?:demande|requete|reservation)|"
+                      r"(?:haven't|have not|didn't|did not|never) (?:yet )?(?:received|gotten|got|heard)\b[^.?!\n]{0,20}"
+                      r"\b(?:confirmation|reply|answer|response|back)|"
+                      r"(?:n'ai|n'avons|n'ai toujours|n'avons toujours) (?:pas|jamais|rien) (?:encore )?(?:recu|eu)\b[^.?!\n]{0,20}"
+                      r"\b(?:confirmation|reponse|nouvelles|retour)|"
                       r"(?:did|have) you (?:get|got|receive|received|gotten) my (?:request|booking|email)|"
                       r"(?:ma demande|my request) (?:a-t-elle|est-elle|has it|was it) (?:bien )?(?:ete )?(?:recue|received))\b")
 MODIFY = re.compile(
@@ -112,6 +116,9 @@ def writing_language(folded: str, hint: str = "") -> str:
 NEW_ASKED = re.compile(r"\b(?:nouveau rendez-vous|autre rendez-vous|another appointment|nouvelle demande|new request|"
                        r"un autre|une autre)\b")
 # "… a été annulé. Nouvelle demande : le 15 décembre à 13h30": the cancel before it is news
+# "la rencontre de demain est maintenue", "is still going ahead": nothing to change, nothing asked
+KEPT = re.compile(r"\b(?:est|sera|reste|demeure) (?:bien )?(?:maintenue?|toujours (?:prevue?|d'actualite|valide))|"
+                  r"\b(?:is|will be) still (?:on|going ahead|happening|scheduled|valid)\b|\bstill going ahead\b")
 NEW_SAID = re.compile(r"\b(?:nouvelle demande|new request|nouvelle requete)\b(?=[^\n]{0,150}?(?:\d\s*(?:h\b|h\d|:\d\d|am\b|pm\b)|"
                       r"\d\s+(?:janv|fev|mars|avr|mai|juin|juil|aout|sept|oct|nov|dec)|"
                       r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d))")
@@ -173,6 +180,9 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
         return "status"
     if has_details and NEW_ASKED.search(folded):
         return "new_request"
+    if KEPT.search(folded) and "?" not in folded and not MODIFY.search(folded) \
+            and not re.search(r"\d\s*h\b|\dh\d|\d:\d\d|\d\s*(?:am|pm)\b", folded):  # a time given is a change
+        return "other"
     if (has_ref or is_reply) and (MODIFY.search(folded) or has_details):
         return "modify"
     if has_details and NEW.search(folded):

@@ -712,6 +712,12 @@ def test_mode(directory, text, mode):
     ("The Dec 8 appointment was cancelled. New request: Arabic interpreter on Dec 15 at 1:30 pm.",
      "new_request", None),
     ("Le rendez-vous du 8 décembre est annulé.", "cancel", None),
+    ("Bonjour, je confirme que la rencontre de demain (BIQ-005500) est maintenue. Merci", "other", "BIQ-005500"),
+    ("Hi, just confirming that tomorrow's appointment (BIQ-5500) is still going ahead.", "other", "BIQ-005500"),
+    ("Hi, I submitted a request yesterday for an Arabic interpreter (Dec 8, 10am) but haven't received a "
+     "confirmation. Can you check?", "status", None),
+    ("Bonjour, j'ai envoyé une demande lundi pour un interprète arabe le 8 décembre à 10h et je n'ai pas reçu "
+     "de confirmation.", "status", None),
     ("Le rendez-vous du 8 décembre a été annulé. Nouvelle demande à venir.", "cancel", None),
     ("Le rendez-vous de demain a été annulé par le patient, un autre sera fixé plus tard.", "cancel", None),
     ("Merci d'annuler BIQ-5300. Nouvelle demande : interprète arabe le 15 décembre à 13h30.", "cancel", "BIQ-005300"),
