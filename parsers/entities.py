@@ -159,7 +159,8 @@ TITLES = r"(?:m\.|mr\.?|mme|mrs\.?|ms\.?|mlle|madame|monsieur|miss)"
 PREFER_CUE = re.compile(
     r"(?:aimerai(?:t|ent|s)? avoir|aimerions avoir|aimerions|souhaiterai(?:t|ent|s)?(?: avoir)?|prioriser|"
     r"prefere(?:rait|rions)?|would (?:like|prefer)|prefers?|if possible,?|si possible,?|request(?:ing)?|"
-    r"demander?|avoir|de preference|preferablement|idealement|preferably|ideally)\s*:?\s+(?:" + TITLES + r"\s+)?$")
+    r"demander?|avoir|de preference|preferablement|idealement|preferably|ideally|preferred interpreter|"
+    r"interprete (?:preferee?|souhaitee?))\s*:?\s+(?:" + TITLES + r"\s+)?$")
 # a form's "Interprète à prioriser : aucun" states no preference
 # a free-text form field filled with "aucun", "N/A", "-", "rien": nothing to say
 NOTHING = re.compile(r"^\W*(?:aucune?|none|n/?a|nil|rien|nothing|sans objet|s\.?o\.?|-+|/|\.+|x)\W*$")
@@ -176,7 +177,7 @@ NOT_THIS_ONE = re.compile(r"\b(?:(?:pas|not|sauf|except|eviter|avoid|plutot que|
 # "Karim Aziz ne doit pas être assigné", "Karim Aziz should not be sent"
 NOT_THIS_ONE_AFTER = re.compile(r"^\W{0,3}(?:ne (?:doit|peut|devrait) pas|n'est pas (?:souhaitee?|bienvenue?)|ne convient pas|"
                                 r"should not|must not|shouldn't|should never|is not (?:wanted|welcome))\b")
-NAME_AFTER_CUE = re.compile(r"^\s*((?:[A-ZÀ-ÖØ-Þ][\w'’\-]+)(?:\s+[A-ZÀ-ÖØ-Þ][\w'’\-]+){1,2})")
+NAME_AFTER_CUE = re.compile(r"^\s*((?:[A-ZÀ-ÖØ-Þ][\w'’\-]+|[A-ZÀ-ÖØ-Þ]\.)(?:\s+[A-ZÀ-ÖØ-Þ][\w'’\-]+){1,2})")
 
 
 def preferred_interpreter(d: Directory, original: str, folded: str, form: dict, sender_name: str) -> str | None:
@@ -201,7 +202,7 @@ def preferred_interpreter(d: Directory, original: str, folded: str, form: dict, 
             return d.interpreter_surnames[surname[0]]
     # typos in a full name right after a preference cue; otherwise the name as written
     for m in re.finditer(r"\b(?:avoir|prioriser|aimerait avoir|prefer|if|de preference|preferablement|idealement|"
-                         r"preferably|ideally)\s*:?\s+", folded):
+                         r"preferably|ideally|preferred interpreter|interprete (?:preferee?|souhaitee?))\s*:?\s+", folded):
         if not PREFER_CUE.search(folded[max(0, m.start() - 30):m.end()]) and not folded[m.start():].startswith("if "):
             continue
         nm = NAME_AFTER_CUE.match(original[m.end():])
@@ -236,6 +237,12 @@ def _roster_id(d: Directory, name: str) -> str | None:
     parts = k.split()
     if len(parts) == 1 and parts[0] in d.interpreter_surnames:
         return d.interpreter_surnames[parts[0]]
+    if len(parts) == 2 and parts[1] in d.interpreter_surnames:
+        # "Abdi Warsame", "A. Warsame" for Abdirahman Warsame: the surname, and the given name shortened
+        iid = d.interpreter_surnames[parts[1]]
+        given = d.interpreter_names[iid].split()[0]
+        if given.startswith(parts[0]) and (len(parts[0]) >= 3 or re.match(r"\s*\w\s*\.", name)):
+            return iid
     if len(parts) >= 2:  # "Ana Sofia" of "Ana Sofia Pereira": two names or more that only one interpreter has
         owners = [iid for iid, full in d.interpreter_names.items() if set(parts) <= set(full.split())]
         if len(owners) == 1:

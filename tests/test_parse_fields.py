@@ -868,6 +868,9 @@ def test_a_new_messages_subject_can_say_what_it_wants(directory, subject, body, 
     ("Interprète arabe le 8 déc à 10h, avec Mme Haddad si possible.", "int-006"),
     ("Interprète portugais le 8 déc. à 13h, 1h, idéalement Ana Sofia.", "int-017"),   # given names only one has
     ("Interprète le 8 déc à 13h, idéalement Jean Tremblay.", "Jean Tremblay"),     # not in the roster
+    ("Somali interpreter Dec 8 at 10 am. Preferred interpreter: Abdi Warsame", "int-013"),  # a short form
+    ("Somali interpreter Dec 8 at 10 am. Preferred interpreter: A. Warsame", "int-013"),
+    ("Interprète arabe le 8 déc à 10h, idéalement Ahmed Haddad.", "Ahmed Haddad"),  # not Nadia Haddad
 ])
 def test_preferred_interpreter_cues(directory, text, preferred):
     assert p(directory, text)["preferred_interpreter"] == preferred
