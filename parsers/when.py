@@ -156,6 +156,8 @@ APPROX_BEFORE = re.compile(r"\b(?:vers|autour de|aux alentours de|around|about|a
 EXTRA_BEFORE = re.compile(r"(?:\b(?:add|adding|ajouter|rajouter|extend|extending|prolonger|allonger)\b[^.\n]{0,12}?"
                           r"(?:\b(?:de|by|of|an?)\s+|\bd')?(?:une?\s+|an?\s+)?|\b(?:extra|another|additional|encore)\s+|"
                           r"\+\s*)$")
+# "prolonger à 2h", "extend it to 2 hours": the new length, not time added
+EXTEND_TO = re.compile(r"\b(?:prolong\w*|allong\w*|extend\w*|lengthen\w*)\b[^.\n]{0,20}?\b(?:a|to|jusqu'a)\s+$")
 # "(with a 15 minute break)", "pause de 15 min": a pause inside the appointment, not its length
 BREAK_AROUND = re.compile(r"\b(?:pause|break)\s+(?:de|of)\s+(?:une?\s+|an?\s+)?$")
 EXTRA_AFTER = re.compile(r"\s*(?:de plus|supplementaires?|additionnelles?|more\b|extra\b|additional\b|longer\b|"
@@ -436,6 +438,7 @@ _ENDS = (r"\b(?:finit|finira|fini|termine|terminera|se termine|se terminera|pren
          r"finishes|will finish|is over|should end|should be done|wraps up)\s+(?:vers\s+|around\s+|about\s+)?"
          r"(?:a|at|by)?\s*")
 ENDS_AT = re.compile(_ENDS + "$")
+UNTIL_BEFORE = re.compile(r"(?:\bjusqu'?\s?(?:a|vers)|\buntil|\btill)\s+$")
 ENDS_AT_HOUR = re.compile(_ENDS + r"(1[0-2]|[1-9])(?![\d:.,h]|\s*(?:am|pm|a\.m|p\.m|h\b))")
 
 
@@ -686,6 +689,9 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
         if ":" in token and mk is None and 15 <= v <= 8 * 60 + 59 and _prev_word(t, s) in DURATION_LABELS:
             durations.append(DurationMention(s, e, v))  # "durée : 01:30"
             continue
+        if "h" in token and mk is None and v <= 8 * 60 and EXTEND_TO.search(t, max(0, s - 40), s):
+            durations.append(DurationMention(s, e, v))  # "prolonger à 2h"
+            continue
         if "h" in token and mk is None:
             prev = _prev_word(t, s)
             after = t[e:e + 20]
@@ -748,7 +754,8 @@ def find_times(t: str, exclude: list[tuple[int, int]] = ()) -> tuple[list[TimeMe
     times = [x for x in times if not (x.duration and APPROX_BEFORE.search(t, max(0, x.start - 15), x.start))]
     times.sort(key=lambda x: x.start)
     durations = sorted((x for x in durations if not SHIFT_BEFORE.search(t, max(0, x.start - 40), x.start)
-                        and not EXTRA_BEFORE.search(t, max(0, x.start - 30), x.start)
+                        and not (EXTRA_BEFORE.search(t, max(0, x.start - 30), x.start)
+                                 and not EXTEND_TO.search(t, max(0, x.start - 40), x.start))
                         and not BREAK_AROUND.search(t, max(0, x.start - 20), x.start)
                         and not EXTRA_AFTER.match(t, x.end)), key=lambda x: x.start)
     return times, durations
@@ -768,6 +775,9 @@ def appointments(t: str, today: date, day_first: bool = True) -> tuple[list[Appo
     times, durations = find_times(t, [(d.start, d.end) for d in found])
     spans = [(d.start, d.end) for d in found] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
     found, times = _moved(t, found, _start_and_end(t, times))
+    # "prolonger jusqu'à 14h", "finira à 11h30": an end said alone is no start
+    times = [x for x in times if x.duration or not (UNTIL_BEFORE.search(t, max(0, x.start - 15), x.start)
+                                                    or ENDS_AT.search(t, max(0, x.start - 30), x.start))]
     if TIME_TBD.search(t):  # "heure exacte à confirmer": whatever time is written is not the start
         times = []
     # "entre 13h et 16h, la rencontre dure 1h": a window to book in, not the slot

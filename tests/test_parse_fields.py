@@ -282,6 +282,27 @@ def test_time_added_to_a_booking_is_not_its_length(directory, text):
     assert all(a["duration_minutes"] is None for a in p(directory, text)["appointments"])
 
 
+@pytest.mark.parametrize("text", [
+    "Est-ce possible de prolonger à 2h?",
+    "Pourriez-vous prolonger la rencontre à 2 heures?",
+    "Could you extend it to 2 hours?",
+])
+def test_a_booking_extended_to_a_length(directory, text):
+    got = p(directory, text, reply=True, subject="RE: [BIQ-005700] Demande confirmée")
+    assert (got["intent"], got["appointments"]) == ("modify", [{"date": None, "start_time": None, "duration_minutes": 120}])
+
+
+@pytest.mark.parametrize("text", [
+    "Pouvez-vous prolonger jusqu'à 14h?",
+    "Could you extend it until 3 pm?",
+    "La rencontre va déborder jusqu'à 11h30.",
+    "La rencontre finira à 11h30 finalement.",
+])
+def test_a_lone_end_time_is_no_start(directory, text):
+    got = p(directory, text, reply=True, subject="RE: [BIQ-005700] Demande confirmée")
+    assert all(a["start_time"] is None for a in got["appointments"])
+
+
 def test_a_bare_start_after_a_date_and_a_weekday_that_does_not_fit(directory):
     assert appts(directory, "Hi, Arabic interpreter Dec 8, 10 to 11:30 am.") == [("2026-12-08", "10:00", 90)]
     assert appts(directory, "Hi, Arabic interpreter Dec 8, 9-10:30 am.") == [("2026-12-08", "09:00", 90)]
