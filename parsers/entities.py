@@ -39,6 +39,7 @@ LANG_CUE_BEFORE = scanner(r"eilpsd:\-", r"(?:\ben|\binterprete|\binterpreter|\bl
 LANG_CUE_AFTER = re.compile(r"^\s*(?:interpreter|interpretation|speaking|speaker|-speaking|\))")
 RATHER = re.compile(r"^\W*(?:ou plutot|ou bien plutot|or rather|non|no|pardon|sorry|desolee?|je veux dire|i mean)"
                     r"\W*(?:en|in|le|la|l')?\s*$")
+EITHER = re.compile(r"^\s*(?:/|ou|or|ou bien|or else)\s*(?:en\s+|in\s+|le\s+|la\s+|l')?$")
 AND = re.compile(r"\b(?:et|and)\b")
 PAIR_SEP = re.compile(r"^\s*(?:-|/|>|vers|to|into|a|au|->|=>|et|and)\s*(?:le |la |l'|les |the )?$")
 # the clinician's side in English, said in words: "le médecin est anglophone", "the meeting will be in English"
@@ -106,6 +107,8 @@ def languages(d: Directory, original: str, folded: str, form: dict) -> tuple[str
     others = [m for i, m in enumerate(others)
               if i + 1 == len(others) or not RATHER.match(folded[m.end:others[i + 1].start])]
     ids = {m.id for m in others}
+    if any(a.id != b.id and EITHER.match(folded[a.end:b.start]) for a, b in zip(others, others[1:], strict=False)):
+        return source, None, mentions  # "swahili ou kinyarwanda", "Hebrew or Yiddish": either, so none
     if len(ids) == 1:
         target = others[0].id
     elif len(ids) > 1:
@@ -258,7 +261,8 @@ MODE_PATTERNS = {
                             r"a domicile|home visit)\b"),
     "phone": scanner("abcopt", r"\b(?:telephonique|par telephone|au telephone|by phone|over the phone|by telephone|"
                         r"phone call|phone interpretation|telephone interpretation|appel telephonique|"
-                        r"conference call|par tel)\b|(?<=, )(?:phone|telephone)(?=\s*(?:[.;]|,(?!\s*\+?1?[\s.-]?\(?\d{3}\)?[\s.-]?\d{3})|\n|$))"),
+                        r"conference call|par tel)\b|(?<=, )(?:phone|telephone)(?=\s*(?:[.;]|,(?!\s*\+?1?[\s.-]?\(?\d{3}\)?[\s.-]?\d{3})|\n|$))|"
+                        r"(?<=\()\s*(?:phone|telephone|tel)\s*(?=\))"),
     "video": scanner("eoptvwz", r"\b(?:visio|visioconference|videoconference|video|par video|en video|teams|zoom|"
                         r"webex|virtual|virtuel|virtuelle|en ligne|online|telesante|teleconsultation|"
                         r"video call)\b"),
@@ -506,9 +510,10 @@ def _names_an_appointment(f: str) -> bool:
     """'Consultation en orthopédie', 'suivi de grossesse', 'cardiology follow-up' (folded)."""
     return bool(re.match(r"^(?:consultation|rencontre|suivi|evaluation|rdv|seances?|sessions?|follow-up|physio|"
                          r"assessment|appointment|meeting|visite|atelier|examen|therapie|therapy|vaccination)\b", f)
-                or (re.match(r"^\w+ (?:follow-up|sessions?|assessment|appointment|consultation)\b", f)
+                or (re.match(r"^[\w-]+ (?:follow-up|sessions?|assessment|appointment|consultation|consult|teaching|"
+                             r"education|review|visit|check-up|checkup|screening|counselling|counseling)\b", f)
                     and not re.match(r"^(?:the|this|that|my|our|his|her|their|your|an?|le|la|les|ce|cette|mon|ma|"
-                                     r"notre)\s", f)))
+                                     r"notre|same|next|last|first|second|another|usual|regular)\s", f)))
 
 
 PHRASE_MAX = 160  # a reason is a few words: never scan further (keeps long lines linear)

@@ -524,6 +524,16 @@ def test_where_a_meeting_is_is_no_reason(directory):
         == "Rencontre avec la nutritionniste"
 
 
+@pytest.mark.parametrize("text", [
+    "Hello, could we have a Hebrew or Yiddish interpreter on Dec 15 at 9 am?",
+    "Swahili or Kinyarwanda interpreter please, Dec 7th at 8:15.",
+    "Interprète swahili ou kinyarwanda le 7 décembre à 8h15.",
+    "Interprète dari/pachto le 7 décembre à 8h15.",
+])
+def test_either_of_two_languages_is_no_target(directory, text):
+    assert p(directory, text)["target_language"] is None
+
+
 def test_source_language_only_when_stated(directory):
     assert p(directory, "interprète français-espagnol le 8 décembre")["source_language"] == "fr"
     assert p(directory, "interpreter English–Tigrinya on Dec 8")["source_language"] == "en"
@@ -687,6 +697,8 @@ def test_calling_the_user_ahead_is_notifying_them(directory):
     ("par Zoom", "video"),
     ("par téléphone", "phone"),
     ("by phone instead of in person", "phone"),
+    ("(téléphone)", "phone"),
+    ("- a telehealth visit (phone)", "phone"),
     ("sur place", "in_person"),
     ("en présentiel ou par téléphone, je ne sais pas encore", None),
     ("l'interprète peut être à distance ou sur place", None),
@@ -795,6 +807,9 @@ def test_reason_phrases(directory):
     ("Vietnamese interpreter at the JGH on Dec 10 at 8:45 am for about 2 hours (endoscopy follow-up).",
      "endoscopy follow-up"),
     ("Interprète arabe, 8 déc 10h, HMR, 1h, évaluation en ergothérapie", "évaluation en ergothérapie"),
+    ("Hi, need a Tamil interpreter Thursday 2pm at HGL, in person, 1.5h. Pre-op teaching. Thx!", "Pre-op teaching"),
+    ("Armenian interpreter on Dec. 3rd @ 2:45pm, 1 hr, at Santa Cabrini. Pre-surgery consult.", "Pre-surgery consult"),
+    ("Arabic interpreter Dec 8 at 10 am, 1 hr, at the JGH. Same visit as last week.", None),
     # a parenthesis or a list item that is not why
     ("Interprète arabe le 8 décembre à 10h (dossier 4471203), 1h.", None),
     ("Interprète arabe le 8 décembre à 10h à l'HGJ (clinique externe), 1h.", None),
