@@ -414,7 +414,8 @@ APPOINTMENT_NOUNS = re.compile(
     r"[a-z]+therapie|[a-z]+therapy|pre-op|preop|post-op|pre-operatoire|preoperatoire|[a-z]*natal|"
     r"post-partum|postpartum|starting|debut|cours|class)\b")
 REASON_CUE = re.compile(
-    r"(?:\b(?:c'est pour|c'est|it's for|it is for|it's|it is|this is for|this is|pour|for|concernant|regarding|"
+    r"(?:\b(?:c'est pour|c'est|it's for|it is for|it's|it is|this is for|this is|ce sera|it will be|it'll be|"
+    r"pour|for|concernant|regarding|"
     r"offrons|organisons|tenons|offer|hold|host)\b|\b(?:il s'agit d'|dans le cadre d'|au sujet d'))"
     r"\s*(?:for\s+|pour\s+)?(?:(?:un|une|la|le|les|l'|a|an|the|his|her|their|des|d'un|d'une|two|deux|trois|three|"
     r"our|nos|notre)\b\s*)?(?:\w+'s\s+)?")
@@ -425,8 +426,10 @@ NOT_REASON_START = re.compile(
     r"biq\b|#|ref\b|request|demande|the request|this request|cette demande|the appointment|this appointment|"
     r"le rendez-vous|ce rendez-vous|le rdv|ce rdv|it\b|cela|ca\b)")
 REASON_STOP = re.compile(r"[.;!?\n]|,\s|\s-\s|\s\(|\s(?:avec l'|le \d|on (?:mon|tue|wed|thu|fri|sat|sun)|prevue? le)")
+REASON_STOP_LOOSE = re.compile(r"[.;!?\n]|,\s|\s-\s|\s\(")
 TRAILING = re.compile(r"(?:\s+(?:d['’]environ|environ|about|around|approximately|au|aux|a|à|at|in|de|du|des|the|en|on|le|la|les|l'|for|pour|with|avec|et|and|"
                       r"par|by|qui|who|dans|chez|d'|un|une|a))+\s*$", re.I)
+OF_PATIENT = re.compile(r"\s+(?:de|du|d'|pour|for|of|avec|with)\s*(?:m|mme|mr|mrs|ms|mlle|monsieur|madame|miss)\b")
 LEADING_PATIENT = re.compile(r"^(?:(?:a )?patient who is |(?:un |une )?patiente? qui |the patient is )", re.I)
 
 
@@ -464,10 +467,14 @@ def reason(original: str, folded: str, form: dict, claimed: list[tuple[int, int]
             if not pm:
                 continue
             start += pm.end()
-        end = _phrase_end(folded, start, claimed)
-        phrase = original[start:end]
-        phrase = TRAILING.sub("", phrase).strip(" ,:-")
-        if len(phrase) < 3 or not APPOINTMENT_NOUNS.search(_f(phrase)) or GENERIC_APPOINTMENT.match(_f(phrase)):
+        phrase = _reason_phrase(original, folded, start, _phrase_end(folded, start, claimed))
+        if _vague(phrase):
+            # "une rencontre de 2 heures avec l'équipe": the length cut it short; read on without it
+            stop = REASON_STOP_LOOSE.search(folded, start, min(len(folded), start + PHRASE_MAX))
+            phrase = _reason_phrase(original, folded, start, stop.start() if stop else start + PHRASE_MAX, claimed)
+            if not re.search(r"\b(?:avec|with)\b", _f(phrase)):
+                continue  # "une rencontre de 1h au CLSC": where and when, still no why
+        if _vague(phrase):
             continue
         if len(phrase.split()) > 12:
             continue
@@ -514,6 +521,23 @@ def _names_an_appointment(f: str) -> bool:
                              r"education|review|visit|check-up|checkup|screening|counselling|counseling)\b", f)
                     and not re.match(r"^(?:the|this|that|my|our|his|her|their|your|an?|le|la|les|ce|cette|mon|ma|"
                                      r"notre|same|next|last|first|second|another|usual|regular)\s", f)))
+
+
+def _vague(phrase: str) -> bool:
+    f = _f(phrase)
+    return len(phrase) < 3 or not APPOINTMENT_NOUNS.search(f) or bool(GENERIC_APPOINTMENT.match(f))
+
+
+def _reason_phrase(original: str, folded: str, start: int, end: int, claimed: list[tuple[int, int]] = ()) -> str:
+    """original[start:end] without the *claimed* spans inside it (each with the words that lead
+    to it: 'de 2 heures', 'au CHUM'), nor who it is for ('de M. Chen')."""
+    phrase = original[start:end]
+    for a, b in sorted(((a - start, b - start) for a, b in claimed if start < a < end), reverse=True):
+        cut = CLAIMED_LEAD.search(phrase, 0, a)
+        phrase = phrase[:cut.start() if cut else a] + phrase[min(b, len(phrase)):]
+    phrase = re.sub(r"\s{2,}", " ", phrase)
+    who = OF_PATIENT.search(_f(phrase))  # "rencontre de suivi de M. Chen": the why, not who
+    return TRAILING.sub("", phrase[:who.start()] if who else phrase).strip(" ,:-")
 
 
 PHRASE_MAX = 160  # a reason is a few words: never scan further (keeps long lines linear)

@@ -795,6 +795,28 @@ def test_form_label_variants(directory):
     assert (got["notify_user"], got["user_phone"], got["reason"]) == (True, "514-555-0166", "Suivi de grossesse")
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("Interprète pendjabi le 2 décembre, 9h. Ce sera une rencontre de 2 heures avec l'équipe de santé mentale au "
+     "CLSC Parc-Extension.", "rencontre avec l'équipe de santé mentale"),
+    ("Interprète pendjabi le 2 décembre, 9h. Il s'agit d'une rencontre de 2 heures avec l'équipe de santé mentale.",
+     "rencontre avec l'équipe de santé mentale"),
+    ("Arabic interpreter Dec 2 at 9. It will be a 2-hour meeting with the mental health team at CLSC Metro.",
+     "meeting with the mental health team"),
+    ("Interprète arabe le 2 décembre à 9h. Ce sera en personne, 1h.", None),
+    ("Interprète arabe le 2 décembre à 10h pour une rencontre de 1h au CLSC. En personne.", None),
+    ("Interprète tamoul pour une rencontre de 2 heures le 3 décembre en avant-midi.", None),
+])
+def test_a_reason_read_past_its_length(directory, text, expected):
+    assert p(directory, text)["reason"] == expected
+
+
+def test_a_reason_stops_before_the_patients_name(directory):
+    got = p(directory, "J'aimerais réserver l'interprète Li Wei pour la rencontre de suivi de M. Chen le 10 décembre à 11h.")
+    assert got["reason"] == "rencontre de suivi"
+    got = p(directory, "Arabic interpreter for the follow-up visit of Mrs. Haddad on Dec 10 at 11 am.")
+    assert got["reason"] == "follow-up visit"
+
+
 def test_reason_phrases(directory):
     assert p(directory, "Interprète arabe le 8 décembre à 10h pour une consultation en cardiologie au CHUM.")["reason"] \
         == "consultation en cardiologie"
