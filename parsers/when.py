@@ -512,10 +512,20 @@ def _sentence(t: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _alternatives(found: list[DateMention], t: str) -> list[DateMention]:
-    for m in found:
+    for i, m in enumerate(found):
         if DAY_BEFORE.search(t, max(0, m.start - 20), m.start):
             m.uncertain = True
+        # "entre le 7 et le 9 décembre", "between Dec 7 and Dec 9": a span of days, not two bookings
+        if BETWEEN_BEFORE.search(t, max(0, m.start - 15), m.start):
+            nxt = found[i + 1] if i + 1 < len(found) else None
+            if len(m.dates) > 1:
+                m.uncertain = True
+            elif nxt is not None and re.fullmatch(r"\s*(?:et|and|&)\s*", t[m.end:nxt.start]):
+                m.uncertain = nxt.uncertain = True
     return found
+
+
+BETWEEN_BEFORE = re.compile(r"\b(?:entre|between)\s+$")
 
 
 def _merge_alternatives(found: list[DateMention], t: str) -> list[DateMention]:

@@ -356,6 +356,16 @@ def test_a_day_counted_ahead_or_named_without_its_month(directory, text, expecte
     assert appts(directory, text) == [(expected, "10:00", None)]
 
 
+@pytest.mark.parametrize("text", [
+    "Interprète arabe entre le 7 et le 9 décembre, à 10h.",
+    "Arabic interpreter between Dec 7 and Dec 9 at 10 am.",
+    "Arabic interpreter between December 7 and 9, at 10 am.",
+])
+def test_a_span_of_days_is_no_date(directory, text):
+    assert all(a[0] is None for a in appts(directory, text))
+    assert any(a[1] == "10:00" for a in appts(directory, text))
+
+
 @pytest.mark.parametrize("text,expected", [
     ("Arabic interpreter Dec 8 at 10 am, approx. 1-1.5 hours.", ("2026-12-08", "10:00", None)),
     ("Arabic interpreter Dec 8 at 10 am, 1.5 hours.", ("2026-12-08", "10:00", 90)),
