@@ -44,7 +44,15 @@ CANCEL = re.compile(r"\b(?:annuler|annulez|annule|annulation|annulee|cancel|canc
                     r"n'(?:ai|a|avons|aurai|aura|aurons|auront|ont) plus besoin|"
                     r"(?:n'est|ne sera) plus (?:necessaire|requise?)|"
                     r"no longer (?:need|needed|required|necessary)|(?:don't|do not|won't|will not) need .{0,20}anymore|"
-                    r"(?:is|are) not (?:needed|required) anymore)\b")
+                    r"(?:is|are) not (?:needed|required) anymore|"
+                    r"liberer l'interprete|release the interpreter|"
+                    r"ne viendra pas|ne viendront pas|(?:ne pourra|ne pourront) pas (?:venir|se presenter|etre presente?)|"
+                    r"(?:won't|will not|cannot|can't) (?:be )?(?:coming|come|make it|attend)|"
+                    r"disregard (?:my|the|this|our) (?:previous |last |earlier )?(?:request|booking|email)|"
+                    r"ignorer? (?:ma|la|cette|notre) (?:demande|requete|reservation))\b")
+# the patient did not come: news for the bank, nothing to change
+NO_SHOW = re.compile(r"\b(?:no-show(?:ed)?|no show(?:ed)?|did not show|didn't show|ne s'est pas presentee?|"
+                     r"ne s'est jamais presentee?|absente? au rendez-vous)\b")
 STATUS = re.compile(
     r"\b(?:mes demandes|my requests|liste de mes|list of my|where (?:is|are) (?:it|my|we)|ou (?:elle|il) en est|"
     r"ou en est|any update|an update|des nouvelles|suivi de (?:la|ma|mes) demande|status|statut|"
@@ -82,7 +90,7 @@ NEW = re.compile(
     r"\b(?:besoin d'un|besoin d'une|besoin|reserver|reservation|demande d'interprete|aurais besoin|aurions besoin|"
     r"il me faudrait|pourrais avoir|pourrait avoir|possible d'avoir|need|needed|book|request an?|requesting|"
     r"would like|could (?:we|i|you)|nouveau rendez-vous|nouvelle demande|autre rendez-vous|another appointment|"
-    r"new appointment|sollicite|interprete|interpreter|formulaire)\b")
+    r"new appointment|sollicite|interpretes?|interpreters?|formulaire)\b")
 MOVED = re.compile(r"\b(?:(?:est|a ete|sera|is|has been|was|been) (?:reporte|deplace|devance|moved|rescheduled|"
                    r"postponed|pushed back)|(?:reporter|deplacer|devancer|reschedule|move|postpone) (?:le|la|the|my|mon|ma)"
                    r" (?:rendez-vous|rdv|rencontre|appointment|meeting|interprete|interpreter))\b")
@@ -174,6 +182,8 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
             and not CANCEL.search(folded):
         return "other"
     new_asked = has_details and not has_ref and bool(NEW_SAID.search(folded))
+    if NO_SHOW.search(folded) and not NEW_SAID.search(folded) and not MODIFY.search(folded):
+        return "other"
     if cancel_stated(folded, new_asked):
         return "cancel"
     if RECEIVED.search(folded) or (STATUS.search(folded) and not (has_details and NEW.search(folded) and not has_ref)):

@@ -755,6 +755,16 @@ def test_mode(directory, text, mode):
     ("The Dec 8 appointment was cancelled. New request: Arabic interpreter on Dec 15 at 1:30 pm.",
      "new_request", None),
     ("Le rendez-vous du 8 décembre est annulé.", "cancel", None),
+    ("Bonjour, est-ce qu'il reste des interprètes disponibles en tigrinya pour demain 14h? Sinon je vais reporter "
+     "le rendez-vous.", "new_request", None),
+    ("Bonjour, le patient ne viendra pas demain, vous pouvez libérer l'interprète (BIQ-5800).", "cancel", "BIQ-005800"),
+    ("Hi, the patient won't be coming tomorrow, you can release the interpreter (BIQ-5800).", "cancel", "BIQ-005800"),
+    ("Hi, the patient no-showed today for BIQ-5801. FYI.", "other", "BIQ-005801"),
+    ("Pour la BIQ-5801, l'interprète ne pourra pas entrer avant 9h15: la porte ouvre à 9h15.", "modify", "BIQ-005801"),
+    ("Bonjour, la patiente ne s'est pas présentée ce matin (BIQ-5801).", "other", "BIQ-005801"),
+    ("La patiente ne s'est pas présentée; pouvez-vous reporter la BIQ-5801 au 10 décembre à 10h?", "modify", "BIQ-005801"),
+    ("Hello, please disregard my previous request (BIQ-5803), it was sent by mistake.", "cancel", "BIQ-005803"),
+    ("Bonjour, svp ignorer ma demande précédente BIQ-5804, c'était une erreur.", "cancel", "BIQ-005804"),
     ("Bonjour, je confirme que la rencontre de demain (BIQ-005500) est maintenue. Merci", "other", "BIQ-005500"),
     ("Hi, just confirming that tomorrow's appointment (BIQ-5500) is still going ahead.", "other", "BIQ-005500"),
     ("Hi, I submitted a request yesterday for an Arabic interpreter (Dec 8, 10am) but haven't received a "
