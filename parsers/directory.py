@@ -199,6 +199,7 @@ class Directory:
         self.language_index = PhraseIndex()
         self.weak_language_index = PhraseIndex()
         self.language_words: dict[str, str] = {}
+        self.language_tokens: dict[str, str] = {}  # every one-word name, short ones too ("turc")
         for lang in self.languages.values():
             for variant in {lang.name_fr, lang.name_en, *lang.aliases}:
                 k = key(variant)
@@ -208,6 +209,8 @@ class Directory:
                 (self.weak_language_index if weak else self.language_index).add(k, lang.code)
                 if len(k) == 1 and not weak and len(k[0]) >= 5:
                     self.language_words[k[0]] = lang.code
+                if len(k) == 1 and not weak:
+                    self.language_tokens[k[0]] = lang.code
         self.installation_index = PhraseIndex()
         cores: dict[tuple[str, ...], set[str]] = {}
         for inst in self.installations.values():

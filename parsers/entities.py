@@ -72,6 +72,15 @@ def _fuzzy_languages(d: Directory, original: str, folded: str) -> list[Match]:
             continue
         if not (LANG_CUE_BEFORE.search(folded[max(0, s - 20):s]) or LANG_CUE_AFTER.match(folded[e:e + 15])):
             continue
+        # "langue turque", "en langue chinoise", "vietnamienne": a name in the feminine
+        low = _f(tok)
+        masculine = next((d.language_tokens[c] for c in (low[:-3] + "c" if low.endswith("que") else "",
+                                                          low[:-2] if low.endswith("nne") else "",
+                                                          low[:-1] if low.endswith("e") else "")
+                          if c in d.language_tokens), None)
+        if masculine:
+            out.append(Match(s, e, masculine, tok))
+            continue
         best = process.extractOne(tok, words, scorer=fuzz.ratio, score_cutoff=84)
         if best:
             out.append(Match(s, e, d.language_words[best[0]], tok))
@@ -352,6 +361,8 @@ NOTIFY_YES = re.compile(r"\b(?:aviser|avisez|rappeler|rappelle|rappelez|prevenir
                         r"\b(?:la veille|the day before|the night before|beforehand|ahead of time|in advance|"
                         r"a l'avance|d'avance|pour (?:lui )?confirmer|to confirm))\b")
 USER_WORDS = re.compile(r"\b(?:usager|usagere|patient|patiente|pt|maman|mere|pere|papa|parent|parents|famille|"
+                        r"fille|fils|daughter|soeur|sister|frere|brother|conjointe?|spouse|husband|wife|mari|epouse|"
+                        r"tuteur|tutrice|guardian|"
                         r"family|mother|father|mom|dad|user|client|cliente|beneficiaire|monsieur|madame|"
                         r"son numero|her number|his number|their number|la dame|le monsieur|l'enfant|"
                         r"joindre|joint|reached|reach (?:her|him|them)|call (?:her|him|them))\b")
@@ -382,7 +393,7 @@ def notify_user(form: dict, folded: str) -> bool | None:
 
 
 PRONOUN_USER = re.compile(r"(?:l'|la |le |les |lui )\w|(?:notify|remind|call|contact) (?:her|him|them)")
-SENTENCE_END = re.compile(r"(?<!\btel)(?<!\bno)(?<!\bn)[.!?\n](?=\s|$)")  # "(tél. 438-…)" ends nothing
+SENTENCE_END = re.compile(r"(?<!\btel)(?<!\bno)(?<!\bn)(?<!\b[a-z])[.!?\n](?=\s|$)")  # "(tél. 438-…)", "Mme T." end nothing
 
 
 def user_phone(form: dict, original: str, folded: str) -> str | None:

@@ -124,6 +124,9 @@ def writing_language(folded: str, hint: str = "") -> str:
 NEW_ASKED = re.compile(r"\b(?:nouveau rendez-vous|autre rendez-vous|another appointment|nouvelle demande|new request|"
                        r"un autre|une autre)\b")
 # "… a été annulé. Nouvelle demande : le 15 décembre à 13h30": the cancel before it is news
+AVAILABLE = re.compile(r"\b(?:do (?:we|you) have|is there|are there|would you have|avez-vous|auriez-vous|y a-t-il|"
+                       r"est-ce qu'il (?:y a|reste)|il reste)\b[^?.\n]{0,25}?\b(?:someone|somebody|anyone|an interpreter|"
+                       r"interpreters|quelqu'un|un interprete|une interprete|des interpretes)\b")
 # "la rencontre de demain est maintenue", "is still going ahead": nothing to change, nothing asked
 KEPT = re.compile(r"\b(?:est|sera|reste|demeure) (?:bien )?(?:maintenue?|toujours (?:prevue?|d'actualite|valide))|"
                   r"\b(?:is|will be) still (?:on|going ahead|happening|scheduled|valid)\b|\bstill going ahead\b")
@@ -186,6 +189,9 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
         return "other"
     if cancel_stated(folded, new_asked):
         return "cancel"
+    if AVAILABLE.search(folded) and has_appointment and not has_ref and not is_reply \
+            and not re.search(r"\b(?:ma|mes|my|notre|our) (?:demandes?|requetes?|reservations?|requests?|bookings?)\b", folded):
+        return "new_request"  # "Do you have someone for Tagalog tomorrow at 9:30?": asking for one
     if RECEIVED.search(folded) or (STATUS.search(folded) and not (has_details and NEW.search(folded) and not has_ref)):
         return "status"
     if has_details and NEW_ASKED.search(folded):

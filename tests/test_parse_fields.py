@@ -544,6 +544,15 @@ def test_either_of_two_languages_is_no_target(directory, text):
     assert p(directory, text)["target_language"] is None
 
 
+@pytest.mark.parametrize("text,target", [
+    ("Bonjour! Ça serait pour un interprète en langue turque, le 3 décembre de 8h à 9h.", "tr"),
+    ("Interprète, langue vietnamienne, le 3 décembre à 8h.", "vi"),
+    ("Besoin d'une interprète de langue polonaise le 3 décembre à 8h.", "pl"),
+])
+def test_a_language_named_in_the_feminine(directory, text, target):
+    assert p(directory, text)["target_language"] == target
+
+
 def test_source_language_only_when_stated(directory):
     assert p(directory, "interprète français-espagnol le 8 décembre")["source_language"] == "fr"
     assert p(directory, "interpreter English–Tigrinya on Dec 8")["source_language"] == "en"
@@ -755,6 +764,9 @@ def test_mode(directory, text, mode):
     ("The Dec 8 appointment was cancelled. New request: Arabic interpreter on Dec 15 at 1:30 pm.",
      "new_request", None),
     ("Le rendez-vous du 8 décembre est annulé.", "cancel", None),
+    ("Hello! Do you have someone for Tagalog tomorrow morning, 9:30, at the Lakeshore (in person)?", "new_request", None),
+    ("Avez-vous quelqu'un en tigrinya pour demain à 14h au CLSC Métro?", "new_request", None),
+    ("Do you have someone for BIQ-5300 yet?", "status", "BIQ-005300"),
     ("Bonjour, est-ce qu'il reste des interprètes disponibles en tigrinya pour demain 14h? Sinon je vais reporter "
      "le rendez-vous.", "new_request", None),
     ("Bonjour, le patient ne viendra pas demain, vous pouvez libérer l'interprète (BIQ-5800).", "cancel", "BIQ-005800"),
@@ -828,6 +840,14 @@ def test_form_label_variants(directory):
 ])
 def test_a_reason_read_past_its_length(directory, text, expected):
     assert p(directory, text)["reason"] == expected
+
+
+def test_the_users_phone_through_a_relative_named_by_an_initial(directory):
+    got = p(directory, "Interprète vietnamien le 16 décembre à 13h30. L'interprète devra aviser la fille de Mme T. "
+                       "(Lan, 514-555-0147) la veille.")
+    assert (got["notify_user"], got["user_phone"]) == (True, "514-555-0147")
+    got = p(directory, "Tamil interpreter Dec 16 at 1:30 pm. Please call the daughter at 514-555-0148 the day before.")
+    assert (got["notify_user"], got["user_phone"]) == (True, "514-555-0148")
 
 
 def test_a_reason_stops_before_the_patients_name(directory):
