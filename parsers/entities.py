@@ -267,10 +267,11 @@ def _roster_id(d: Directory, name: str) -> str | None:
 MODE_PATTERNS = {
     "in_person": scanner("aefhiops", r"\b(?:en presentiel|presentiel|presentielle|en personne|in person|in-person|"
                             r"sur place|on site|on-site|face to face|en face a face|se rendre sur place|"
-                            r"a domicile|home visit)\b"),
+                            r"a domicile|au domicile|home visit|at (?:the patient's|the client's|their|her|his) home)\b"),
     "phone": scanner("abcopt", r"\b(?:telephonique|par telephone|au telephone|by phone|over the phone|by telephone|"
                         r"phone call|phone interpretation|telephone interpretation|appel telephonique|"
-                        r"conference call|par tel)\b|(?<=, )(?:phone|telephone)(?=\s*(?:[.;]|,(?!\s*\+?1?[\s.-]?\(?\d{3}\)?[\s.-]?\d{3})|\n|$))|"
+                        r"conference call|par tel|appel conference|conference telephonique|conference a trois|"
+                        r"three-way call|3-way call)\b|(?<=, )(?:phone|telephone)(?=\s*(?:[.;]|,(?!\s*\+?1?[\s.-]?\(?\d{3}\)?[\s.-]?\d{3})|\n|$))|"
                         r"(?<=\()\s*(?:phone|telephone|tel)\s*(?=\))"),
     "video": scanner("eoptvwz", r"\b(?:visio|visioconference|videoconference|video|par video|en video|teams|zoom|"
                         r"webex|virtual|virtuel|virtuelle|en ligne|online|telesante|teleconsultation|"

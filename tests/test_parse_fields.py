@@ -717,6 +717,8 @@ def test_calling_the_user_ahead_is_notifying_them(directory):
     ("par téléphone", "phone"),
     ("by phone instead of in person", "phone"),
     ("(téléphone)", "phone"),
+    ("en appel conférence à trois (l'interprète au téléphone)", "phone"),
+    ("au domicile de l'usager", "in_person"),
     ("- a telehealth visit (phone)", "phone"),
     ("sur place", "in_person"),
     ("en présentiel ou par téléphone, je ne sais pas encore", None),
