@@ -60,6 +60,9 @@ DAY_MONTH = scanner(r"dfjlmstvw\d",
     rf"\b(?:({_WD})s?\.?,?\s+)?(?:(?:le|les|the)\s+)?(?<![\d:])(?<!h)(?<!h )(\d{{1,2}}){_ORD}"
     rf"((?:(?:\s*,\s*|\s+(?:et|and|&)\s+)(?:(?:{_WD})s?\s+)?(?:le\s+)?\d{{1,2}}{_ORD})*)"
     rf"\s+(?:de\s+|of\s+)?({_MONTH})\b\.?(?:,?\s+(20\d\d))?")
+# "c'est le 10 et non le 9 décembre": the corrected day takes the month said after it
+CORRECTED_DAY = scanner(r"lt", rf"\b(?:le|the)\s+(\d{{1,2}}){_ORD}(?=\s*,?\s*(?:et\s+|and\s+)?(?:non|pas|not)\s+(?:pas\s+)?"
+                               rf"(?:le|the)\s+\d{{1,2}}{_ORD}\s+(?:de\s+|of\s+)?({_MONTH})\b)")
 MONTH_DAY = scanner(r"adfjlmnostvw",
     rf"\b(?:({_WD})\.?,?\s+)?({_MONTH})\b\.?\s+(\d{{1,2}}){_ORD}\b{_NOT_TIME}(?:,?\s+(20\d\d))?"
     rf"((?:(?:\s*,\s*|\s+(?:and|&|et)\s+)\d{{1,2}}{_ORD}\b{_NOT_TIME}(?!\s*(?:-|to|till|until|a)\s*\d))*)")
@@ -283,6 +286,11 @@ def find_dates(t: str, today: date, day_first: bool = True) -> list[DateMention]
         day, month = (DAY_WORDS[m.group(1)], MONTHS.get(m.group(2))) if m.group(1) else \
             (DAY_WORDS[m.group(4)], MONTHS.get(m.group(3)))
         d = _future(day, month, None, today) if month else None
+        if d and free(m.start(), m.end()):
+            add(DateMention(m.start(), m.end(), [d]))
+    for m in CORRECTED_DAY.finditer(t):
+        month = MONTHS.get(m.group(2))
+        d = _future(int(m.group(1)), month, None, today) if month else None
         if d and free(m.start(), m.end()):
             add(DateMention(m.start(), m.end(), [d]))
     for m in DAY_MONTH.finditer(t):

@@ -401,6 +401,13 @@ def test_a_date_told_as_background_is_no_appointment(directory):
         == [("2026-12-08", "10:00", None)]
 
 
+def test_a_corrected_day_takes_the_month_said_after_it(directory):
+    assert appts(directory, "Oups, je me suis trompée de date : c'est le 10 et non le 9 décembre.", reply=True) == [
+        ("2026-12-10", None, None)]
+    assert appts(directory, "Sorry, at 10 am on the 10th, not the 9th of December.", reply=True) == [
+        ("2026-12-10", "10:00", None)]
+
+
 def test_a_replaced_date_is_no_appointment(directory):
     assert appts(directory, "Sorry, the date should be December 9, not December 8.", reply=True) == [
         ("2026-12-09", None, None)]
