@@ -528,7 +528,9 @@ SEGMENT = re.compile(r"(?:^|(?<=[,;(\n])|(?<=[.!?]\s))([^,;()\n.!?]{4,70})(?=[,;
 def _names_an_appointment(f: str) -> bool:
     """'Consultation en orthopédie', 'suivi de grossesse', 'cardiology follow-up' (folded)."""
     return bool(re.match(r"^(?:consultation|rencontre|suivi|evaluation|rdv|seances?|sessions?|follow-up|physio|"
-                         r"assessment|appointment|meeting|visite|atelier|examen|therapie|therapy|vaccination)\b", f)
+                         r"assessment|appointment|meeting|visite|atelier|examen|therapie|therapy|vaccination|"
+                         r"(?:pre|post)[- ]?natal\w*|[a-z]+logie|[a-z]+logy|[a-z]+therapie|[a-z]+therapy|"
+                         r"echographie|ultrasound|dialyse|dialysis|chimiotherapie|chemotherapy)\b", f)
                 or (re.match(r"^[\w-]+ (?:follow-up|sessions?|assessment|appointment|consultation|consult|teaching|"
                              r"education|review|visit|check-up|checkup|screening|counselling|counseling)\b", f)
                     and not re.match(r"^(?:the|this|that|my|our|his|her|their|your|an?|le|la|les|ce|cette|mon|ma|"

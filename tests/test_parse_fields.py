@@ -890,6 +890,8 @@ def test_reason_phrases(directory):
     ("Vietnamese interpreter at the JGH on Dec 10 at 8:45 am for about 2 hours (endoscopy follow-up).",
      "endoscopy follow-up"),
     ("Interprète arabe, 8 déc 10h, HMR, 1h, évaluation en ergothérapie", "évaluation en ergothérapie"),
+    ("Need Tigrinya interp. Dec 4, 10:30-11:30, CLSC St-Michel, in-person. Prenatal.", "Prenatal"),
+    ("Interprète arabe le 8 déc à 10h, 1h, HMR. Cardiologie.", "Cardiologie"),
     ("Hi, need a Tamil interpreter Thursday 2pm at HGL, in person, 1.5h. Pre-op teaching. Thx!", "Pre-op teaching"),
     ("Armenian interpreter on Dec. 3rd @ 2:45pm, 1 hr, at Santa Cabrini. Pre-surgery consult.", "Pre-surgery consult"),
     ("Arabic interpreter Dec 8 at 10 am, 1 hr, at the JGH. Same visit as last week.", None),
