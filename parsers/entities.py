@@ -290,7 +290,12 @@ IMPLIED_IN_PERSON = scanner("adit", r"\b(?:au|a l'|a la|at the|at our|at|a notre
                                r"institut|pavillon)\b")
 
 
-def mode(folded: str, form: dict) -> str | None:
+AT_PLACE = re.compile(r"\b(?:au|a l'|a la|aux|at the|at|a)\s*$")
+
+
+def mode(folded: str, form: dict, places: list[Match] = ()) -> str | None:
+    """How the interpreter works, as stated; being "at" a place (a named installation, "au CLSC")
+    says in person."""
     if "mode" in form and form["mode"][0]:
         v = _f(form["mode"][0])
         hits = {name for name, rx in MODE_PATTERNS.items() if rx.search(v)}
@@ -320,6 +325,10 @@ def mode(folded: str, form: dict) -> str | None:
         return None
     for m in IMPLIED_IN_PERSON.finditer(folded):
         if not _negated(folded, m.start()) and not PLACE_DISTRACTORS.search(folded[max(0, m.start() - 30):m.start()]):
+            return "in_person"
+    for p in places:  # "at the Jewish General Hospital", "à Sainte-Justine"
+        if AT_PLACE.search(folded, max(0, p.start - 8), p.start) and not _negated(folded, p.start) \
+                and not PLACE_DISTRACTORS.search(folded[max(0, p.start - 30):p.start]):
             return "in_person"
     return None
 

@@ -736,6 +736,16 @@ def test_mode(directory, text, mode):
     assert p(directory, f"Interprète arabe le 8 décembre à 10h {text}.")["mode"] == mode
 
 
+@pytest.mark.parametrize("text,mode", [
+    ("We require a Gujarati interpreter on Dec 18 at 3:15 pm at the Jewish General Hospital.", "in_person"),
+    ("Interprète dari le 14 décembre à 9h à Sainte-Justine.", "in_person"),
+    ("Interprète dari le 14 décembre à 9h, l'usager est suivi à Sainte-Justine, rencontre par Teams.", "video"),
+    ("Gujarati interpreter on Dec 18 at 3:15 pm; the patient was referred by the Jewish General Hospital.", None),
+])
+def test_being_at_a_named_place_is_in_person(directory, text, mode):
+    assert p(directory, text)["mode"] == mode
+
+
 @pytest.mark.parametrize("text,intent,ref", [
     ("SVP annuler la demande BIQ-004812.", "cancel", "BIQ-004812"),
     ("Please cancel request #5007.", "cancel", "BIQ-005007"),
