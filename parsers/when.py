@@ -342,8 +342,21 @@ def find_dates(t: str, today: date, day_first: bool = True) -> list[DateMention]
         d = _future(day, month, year, today)
         wd_m = re.search(rf"\b({_WD})\.?,?\s*(?:le\s+)?$", before)
         wd = WEEKDAYS[wd_m.group(1)] if wd_m else None
+        undecided = False
+        if either and not day_first:
+            # in English both orders are written: day first (the network's usage) unless the stated
+            # weekday, or a date soon rather than one past or many months away, says month first
+            alt = _future(b, a, year, today)
+            soon = [x is not None and 0 <= (x - today).days <= 183 for x in (d, alt)]
+            if wd is not None:
+                fit = [x for x in (d, alt) if x and x.weekday() == wd]
+                d = fit[0] if len(fit) == 1 else d
+            elif soon == [False, True]:
+                d = alt
+            else:
+                undecided = soon == [False, False]  # past or many months away either way: ask
         add(DateMention(m.start(), m.end(), [d] if d else [],
-                        d is None or (either and not day_first) or (wd is not None and d.weekday() != wd), wd))
+                        d is None or undecided or (wd is not None and d.weekday() != wd), wd))
     for m in RELATIVE_DAY.finditer(t):
         if not free(m.start(), m.end()):
             continue

@@ -179,10 +179,14 @@ def test_either_day_a_span_or_every_week_is_no_single_date(directory, text, expe
     ("Spanish interpreter on 15/12 at 1 pm, 1 hour.", ("2026-12-15", "13:00", 60)),
     ("Spanish interpreter on 12/15/2026 at 1 pm, 1 hour.", ("2026-12-15", "13:00", 60)),
     ("Spanish interpreter on 12/12 at 1 pm, 1 hour.", ("2026-12-12", "13:00", 60)),
-    # in English both orders are written: 12/8 is 12 August or December 8
-    ("Spanish interpreter on 12/8 at 1 pm, 1 hour.", (None, "13:00", 60)),
-    ("Spanish interpreter on 8/12 at 1 pm, 1 hour.", (None, "13:00", 60)),
-    ("Spanish interpreter on 12/08/2026 at 1 pm, 1 hour.", (None, "13:00", 60)),
+    # in English both orders are written: day first (the network's usage), unless only the other
+    # order gives a date in the coming months, or the weekday says which
+    ("Spanish interpreter on 8/12 at 1 pm, 1 hour.", ("2026-12-08", "13:00", 60)),
+    ("Spanish interpreter on 03/12 at 1 pm, 1 hour.", ("2026-12-03", "13:00", 60)),
+    ("Spanish interpreter on 1/2 at 1 pm, 1 hour.", ("2027-02-01", "13:00", 60)),
+    ("Spanish interpreter on 12/8 at 1 pm, 1 hour.", ("2026-12-08", "13:00", 60)),
+    ("Spanish interpreter on 12/08/2026 at 1 pm, 1 hour.", ("2026-12-08", "13:00", 60)),
+    ("Spanish interpreter on Saturday 1/2 at 1 pm, 1 hour.", ("2027-01-02", "13:00", 60)),
     # in French the day comes first (Québec usage)
     ("Interprète espagnol le 8/12 à 13h, 1h.", ("2026-12-08", "13:00", 60)),
 ])
