@@ -83,6 +83,12 @@ STATUS = re.compile(
     r"no news|haven't heard|have not heard|(?:what|which) requests|quelles demandes|"
     r"(?:anyone|someone|somebody|an interpreter) (?:accepted|taken|confirmed)|quelqu'un a (?:accepte|confirme)|"
     r"(?:est-elle|est-il|is it|is this|is my|is the)\b[^.?\n]{0,30}\bconfirm(?:ee?|ed)\b)")
+# "who's the interpreter for tomorrow's 10am appointment?", "l'interprète de demain 10h est-il confirmé ?":
+# a question about a booking already made, even when it names the booking's details
+ABOUT_BOOKING = re.compile(
+    r"\b(?:who(?:'s| is| will be) (?:the|our|my) interpreter|qui (?:est|sera) (?:l'interprete|notre interprete)|"
+    r"(?:l'interprete|the interpreter)\b[^.?!\n]{0,60}\b(?:est(?:-il)?|a-t-il ete|is|has been|been)\s+"
+    r"(?:bien\s+|already\s+)?(?:confirme|confirmed|assigne|assigned|trouve|found)\b)[^.!\n]*\?")
 # "avez-vous reçu ma demande d'hier pour l'arabe ?": about a request already sent, whatever it names
 RECEIVED = re.compile(r"\b(?:(?:avez-vous|avez vous|vous avez) (?:bien )?recu ma (?:demande|requete|reservation)|"
                       r"(?:haven't|have not|didn't|did not|never) (?:yet )?(?:received|gotten|got|heard)\b[^.?!\n]{0,20}"
@@ -202,7 +208,9 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
     if AVAILABLE.search(folded) and has_appointment and not has_ref and not is_reply \
             and not re.search(r"\b(?:ma|mes|my|notre|our) (?:demandes?|requetes?|reservations?|requests?|bookings?)\b", folded):
         return "new_request"  # "Do you have someone for Tagalog tomorrow at 9:30?": asking for one
-    if RECEIVED.search(folded) or (STATUS.search(folded) and not (has_details and NEW.search(folded) and not has_ref)):
+    about_booking = ABOUT_BOOKING.search(folded) and not re.search(
+        r"\b(?:besoin|need|needed|book|reserver|would like|aimerais|voudrais|requesting)\b", folded)
+    if RECEIVED.search(folded) or about_booking or (STATUS.search(folded) and not (has_details and NEW.search(folded) and not has_ref)):
         return "status"
     if has_details and NEW_ASKED.search(folded):
         return "new_request"
