@@ -51,13 +51,15 @@ CANCEL = re.compile(r"\b(?:annuler|annulez|annule|annulation|annulee|cancel|canc
                     r"call(?:ed)? off|(?:(?:n'aura|n'auront) pas lieu|(?:will not|won't) (?:take place|happen|go ahead))"
                     r"(?!\s+(?:au|aux|a|en|dans|le|la|par|mais|comme|at|in|on|by|but|as|via|over)\b)|"
                     r"(?:appointment|meeting|booking|session|visit|it|rdv|rendez-vous)\b[^.\n]{0,25}?\s(?:is|are)\s+(?:now\s+)?"
-                    r"off\b|"
+                    r"off\b(?![-/])|"
                     r"laisser tomber|retir(?:e|er|ons) (?:ma|la|notre|cette) demande|"
                     r"withdraw(?:ing|n)? (?:my |the |our |this )?(?:request|booking)|"
                     r"(?:remise?|reportee?) a (?:une date ulterieure|plus tard|une autre fois)|"
                     r"postponed (?:indefinitely|until further notice)|"
-                    r"ne viendra pas|ne viendront pas|(?:ne pourra|ne pourront) pas (?:venir|se presenter|etre presente?)|"
-                    r"(?:won't|will not|cannot|can't) (?:be )?(?:coming|come|make it|attend)|"
+                    r"(?:patiente?|usagere?|famille|family|cliente?|parents?)\s+(?:ne viendra pas|ne viendront pas|"
+                    r"(?:ne pourra|ne pourront) pas (?:venir|se presenter|etre presente?)|"
+                    r"(?:won't|will not|cannot|can't) (?:be )?(?:coming|come|make it|attend))"
+                    r"(?![^.\n]{0,40}\b(?:seule?|seulement|only|mais|but|instead|a sa place|sera la|will be there))|"
                     r"disregard (?:my|the|this|our) (?:previous |last |earlier )?(?:request|booking|email)|"
                     r"ignorer? (?:ma|la|cette|notre) (?:demande|requete|reservation))\b")
 # the patient did not come: news for the bank, nothing to change
