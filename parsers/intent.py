@@ -64,7 +64,7 @@ CANCEL = re.compile(r"\b(?:annuler|annulez|annule|annulation|annulee|cancel|canc
                     r"ignorer? (?:ma|la|cette|notre) (?:demande|requete|reservation))\b")
 # the patient did not come: news for the bank, nothing to change
 NO_SHOW = re.compile(r"\b(?:no-show(?:ed)?|no show(?:ed)?|did not show|didn't show|ne s'est pas presentee?|"
-                     r"ne s'est jamais presentee?|absente? au rendez-vous)\b")
+                     r"ne s'est jamais presentee?)\b")
 STATUS = re.compile(
     r"\b(?:mes demandes|my requests|liste de mes|list of my|where (?:is|are) (?:it|my|we)|ou (?:elle|il) en est|"
     r"ou en est|any update|an update|des nouvelles|suivi de (?:la|ma|mes) demande|status|statut|"
@@ -203,7 +203,9 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
             and not CANCEL.search(folded):
         return "other"
     new_asked = has_details and not has_ref and bool(NEW_SAID.search(folded))
-    if NO_SHOW.search(folded) and not NEW_SAID.search(folded) and not MODIFY.search(folded):
+    no_show = NO_SHOW.search(folded)
+    if no_show and not NEW_SAID.search(folded) and not MODIFY.search(folded) \
+            and not CONDITION.search(folded, max(folded.rfind(c, 0, no_show.start()) for c in ".!?\n") + 1, no_show.start()):
         return "other"
     if cancel_stated(folded, new_asked):
         return "cancel"

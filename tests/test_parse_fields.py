@@ -810,6 +810,8 @@ def test_being_at_a_named_place_is_in_person(directory, text, mode):
     ("Bonjour, le patient ne viendra pas demain, vous pouvez libérer l'interprète (BIQ-5800).", "cancel", "BIQ-005800"),
     ("Hi, the patient won't be coming tomorrow, you can release the interpreter (BIQ-5800).", "cancel", "BIQ-005800"),
     ("Hi, the patient no-showed today for BIQ-5801. FYI.", "other", "BIQ-005801"),
+    ("Arabic interpreter Dec 8 at 10 am, 1 hour, CLSC Metro. If the patient is a no-show, please call me.",
+     "new_request", None),
     ("Arabic interpreter Dec 8 at 10 am, 1 hour. The meeting is off-site, at the patient's home.", "new_request", None),
     ("Interprète arabe le 8 déc à 10h au CLSC Métro. Le père ne viendra pas, seulement la mère.", "new_request", None),
     ("Arabic interpreter Dec 8 at 10 am at CLSC Metro. The patient won't come alone, her son will be there.",
