@@ -336,7 +336,7 @@ def mode(folded: str, form: dict, places: list[Match] = ()) -> str | None:
 def interpreter_type(form: dict, folded: str) -> str | None:
     v = _f(form["interpreter_type"][0]) if "interpreter_type" in form else ""
     if not v:
-        m = re.search(r"(?:type d'interprete|interpreter type|type of interpreter)\s*:?\s*([^\n.;]*)", folded)
+        m = re.search(r"(?:(?:type d'interprete|interpreter type|type of interpreter)\s*:?|\btype\s*:)\s*([^\n.;]*)", folded)
         v = m.group(1) if m else ""
     if not v and re.search(r"\b(?:(?:un |d'un |a |an )?fournisseur externe|external provider|agence externe|"
                            r"interpretes? (?:externes?|d'agence|d'une agence)|external interpreter|agency interpreter)\b",
@@ -441,7 +441,9 @@ REASON_CUE = re.compile(
     r"\s*(?:for\s+|pour\s+)?(?:(?:un|une|la|le|les|l'|a|an|the|his|her|their|des|d'un|d'une|two|deux|trois|three|"
     r"our|nos|notre)\b\s*)?(?:\w+'s\s+)?")
 NOT_REASON_START = re.compile(
-    r"^(?:usager|usagere|patient|patiente|patients|client|one of|l'un|un de|une de|him|her|them|"
+    r"^(?:in person|in-person|en personne|en presentiel|presentiel|by phone|par telephone|by video|par video|"
+    r"en visio|on site|sur place|virtual|"
+    r"usager|usagere|patient|patiente|patients|client|one of|l'un|un de|une de|him|her|them|"
     r"mme|m\.|mr|mrs|ms|monsieur|madame|enfant|child|elderly|eux|lui|elle|"
     r"la meme|le meme|the same|environ|about|[0-9]|interprete|interpreter|interpretation|\w+ interpreter|"
     r"biq\b|#|ref\b|request|demande|the request|this request|cette demande|the appointment|this appointment|"

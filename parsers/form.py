@@ -58,6 +58,8 @@ LINE = re.compile(
     r"^[ \t>*\-•]*(" + "|".join(a for a, _ in _ALTS) + r")[ \t*]*(?:\?[ \t]*)?(?::|\t| - |\?)[ \t*]*(.*)$",
     re.M)
 _FIELD_OF = {lbl: field for field, lbls in LABELS.items() for lbl in lbls}
+# "Interprète à prioriser : aucun. Type : BI du RSSS.": two fields on one line
+NEXT_LABEL = re.compile(r"[.;,]\s+(?:" + "|".join(a for a, _ in _ALTS) + r"|type)\s*:")
 FREE_TEXT_CUE = re.compile(r"^(?:" + "|".join(a for a, _ in _ALTS) + r")\s*$")
 
 
@@ -70,6 +72,10 @@ def form_fields(text: str) -> dict[str, tuple[str, int, int]]:
         if not field or field in out:
             continue
         # "Date : 2026-12-01" is a form line; "date du rendez-vous est…" inside a sentence is not
-        value = text[m.start(2):m.end(2)].strip().strip("*").strip()
-        out[field] = (value, m.start(2), m.end(2))
+        end = m.end(2)
+        nxt = NEXT_LABEL.search(folded, m.start(2), end)
+        if nxt:
+            end = nxt.start()
+        value = text[m.start(2):end].strip().strip("*").strip()
+        out[field] = (value, m.start(2), end)
     return out

@@ -894,6 +894,15 @@ def test_the_users_phone_through_a_relative_named_by_an_initial(directory):
     assert (got["notify_user"], got["user_phone"]) == (True, "514-555-0148")
 
 
+def test_two_form_fields_on_one_line_and_a_mode_is_no_reason(directory):
+    got = p(directory, "Interprète à prioriser : aucun. Type : BI du RSSS.", reply=True,
+            subject="RE: [BIQ-006300] Demande incomplète")
+    assert (got["preferred_interpreter"], got["interpreter_type"]) == (None, "bi_rsss")
+    got = p(directory, "Hi, the start time is 9:45 and it's in person at the clinic. Thanks", reply=True,
+            subject="RE: [BIQ-006300] Incomplete request")
+    assert (got["mode"], got["reason"]) == ("in_person", None)
+
+
 def test_a_reason_stops_before_the_patients_name(directory):
     got = p(directory, "J'aimerais réserver l'interprète Li Wei pour la rencontre de suivi de M. Chen le 10 décembre à 11h.")
     assert got["reason"] == "rencontre de suivi"
