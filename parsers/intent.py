@@ -103,7 +103,8 @@ MODIFY = re.compile(
     r"\b(?:modifier|modification|modif|changement|changer|change|changed|deplace|deplacer|deplacee|reporter|"
     r"reporte|reschedule|rescheduled|move|moved|au lieu de|instead of|plutot|correction|finalement|"
     r"now be|will now|sera finalement|desormais|nouvelle heure|nouvelle date|new time|new date|"
-    r"et non|rather than|prioriser|ajouter|add|prolonger|extend|raccourcir|shorten)\b")
+    r"et non|rather than|prioriser|ajouter|add|prolonger|extend|raccourcir|shorten|"
+    r"l'adresse est|the address is|nouvelle adresse|new address)\b")
 NEW = re.compile(
     r"\b(?:besoin d'un|besoin d'une|besoin|reserver|reservation|demande d'interprete|aurais besoin|aurions besoin|"
     r"il me faudrait|pourrais avoir|pourrait avoir|possible d'avoir|need|needed|book|request an?|requesting|"

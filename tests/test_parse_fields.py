@@ -787,6 +787,7 @@ def test_being_at_a_named_place_is_in_person(directory, text, mode):
     ("The Dec 8 appointment was cancelled. New request: Arabic interpreter on Dec 15 at 1:30 pm.",
      "new_request", None),
     ("Le rendez-vous du 8 décembre est annulé.", "cancel", None),
+    ("Bonjour, pour la BIQ-6403 l'adresse est le 1234 rue Jarry, app. 5.", "modify", "BIQ-006403"),
     ("Hi, who's the interpreter for tomorrow's 10am Arabic appointment at the JGH?", "status", None),
     ("Bonjour, est-ce que l'interprète pour demain 10h (arabe, HGJ) est confirmé?", "status", None),
     ("I need an Arabic interpreter tomorrow at 10 am at the JGH. Who will be the interpreter?", "new_request", None),
