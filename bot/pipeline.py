@@ -582,14 +582,26 @@ class Pipeline:
         self._reply(s, msg, "modified", req, r=self.notifier.summary(s, req))
         return Outcome("done", f"{req.ref} modified ({len(changed)} fields)")
 
-    def _cancel(self, s: Session, msg: Incoming, req: Request | None) -> Outcome:
-        if req is None or req.status in workflow.FINAL:
+    def _cancel(self, s: Session, msg: Incoming, target: Request | None) -> Outcome:
+        """Cancel the request the message is about, and each other one it cites ("annuler BIQ-6400 et
+        BIQ-6401"), each with its own reply; one the sender may not act on is left alone."""
+        reqs = [target] if target is not None else []
+        for ref in msg.parsed.also_refs:
+            req = s.get(Request, int(ref.split("-")[1]))
+            if req is not None and req not in reqs and self.may_act(msg.requester, req):
+                reqs.append(req)
+        reqs = [r for r in reqs if r.status not in workflow.FINAL]
+        if not reqs:
             return self._reply_not_found(s, msg, "cancel")
-        late = workflow.cancel(s, req, workflow.Actor("requester", msg.requester.email), reason="cancelled by requester",
-                               tz=self.tz, late_hours=self.settings.late_cancellation_hours, inbound_id=msg.inbound.id)
-        self._reply(s, msg, "cancelled", req, r=self.notifier.summary(s, req), late=late,
-                    late_hours=self.settings.late_cancellation_hours)
-        return Outcome("done", f"{req.ref} cancelled{' (late)' if late else ''}")
+        done = []
+        for req in reqs:
+            late = workflow.cancel(s, req, workflow.Actor("requester", msg.requester.email),
+                                   reason="cancelled by requester", tz=self.tz,
+                                   late_hours=self.settings.late_cancellation_hours, inbound_id=msg.inbound.id)
+            self._reply(s, msg, "cancelled", req, r=self.notifier.summary(s, req), late=late,
+                        late_hours=self.settings.late_cancellation_hours)
+            done.append(f"{req.ref} cancelled{' (late)' if late else ''}")
+        return Outcome("done", "; ".join(done))
 
     def _reply_not_found(self, s: Session, msg: Incoming, action: str) -> Outcome:
         self._reply(s, msg, "not_found", None, ref=msg.parsed.ref, action=action)

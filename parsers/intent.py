@@ -25,13 +25,24 @@ def find_ref(subject_folded: str, body_folded: str) -> str | None:
     if m:
         return normalize_ref(m.group(1))
     for text in (body_folded, subject_folded):
-        for m in REF_TEXT.finditer(text):
-            num = next(g for g in m.groups() if g)
-            before = text[max(0, m.start() - 20):m.start()]
-            if re.search(r"(?:dossier|chart|file|mrn|ramq|local|bureau|room|poste|ext)\W*$", before):
-                continue
-            return normalize_ref(num)
+        refs = find_refs(text)
+        if refs:
+            return refs[0]
     return None
+
+
+def find_refs(text: str) -> list[str]:
+    """Every reference *text* cites, in order, once each (not a chart, room or extension number)."""
+    out: list[str] = []
+    for m in REF_TEXT.finditer(text):
+        num = next(g for g in m.groups() if g)
+        before = text[max(0, m.start() - 20):m.start()]
+        if re.search(r"(?:dossier|chart|file|mrn|ramq|local|bureau|room|poste|ext)\W*$", before):
+            continue
+        ref = normalize_ref(num)
+        if ref not in out:
+            out.append(ref)
+    return out
 
 
 def only_ref(folded: str) -> str | None:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from . import entities, when
 from .directory import Directory
 from .form import form_fields
-from .intent import find_ref, intent, only_ref, writing_language
+from .intent import find_ref, find_refs, intent, only_ref, writing_language
 from .mime import MailMessage, read_email
 from .quotes import current_text, is_forward, is_reply
 from .text import clean_typography, fold
@@ -46,6 +46,7 @@ class ParsedRequest:
     message_to_interpreter: str | None = None
     notes_to_coordinator: str | None = None
     address: str | None = None
+    also_refs: list[str] = field(default_factory=list)  # "annuler BIQ-6400 et BIQ-6401": the others
     uncertain: list[str] = field(default_factory=list)
     text: str = ""  # the current text that was read (folded), for commands such as "activer les notifications"
 
@@ -155,6 +156,8 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
             out.intent = by_subject
     if out.intent in ("other", "status"):
         out = ParsedRequest(intent=out.intent, ref=out.ref, language=out.language)
+    if out.intent == "cancel":
+        out.also_refs = [r for r in find_refs(folded) if r != out.ref]
     out.text = (folded + "\n" + subject_folded).strip()
     return out
 

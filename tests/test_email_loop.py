@@ -438,6 +438,29 @@ async def test_cancel_by_reply(bot, sink):
         assert s.scalars(select(Request)).one().status == "cancelled"
 
 
+async def test_one_message_cancels_each_request_it_cites(bot, sink):
+    """'Please cancel BIQ-… and BIQ-…': both are cancelled, each with its own reply; a third cited
+    request that belongs to another installation is left alone."""
+    await send(bot.port, make_mail(complete_request(in_days(10))))
+    await send(bot.port, make_mail(complete_request(in_days(12))))
+    await wait_for(lambda: len(sink.messages) == 2)
+    lakeshore = complete_request(in_days(14)).replace("au CLSC de Parc-Extension", "à l'Hôpital général du Lakeshore")
+    await send(bot.port, make_mail(lakeshore, sender=JENNIFER), sender=JENNIFER)
+    await wait_for(lambda: len(sink.messages) == 3)
+    with bot.store.session() as s:
+        refs = [r.ref for r in s.scalars(select(Request).order_by(Request.id))]
+    other_ref = refs.pop()
+    await send(bot.port, make_mail(f"Hi, please cancel {refs[0]} and {refs[1]} and {other_ref}, the family moved.",
+                                   subject="Cancellations"))
+    await wait_for(lambda: len(sink.messages) >= 5)
+    await asyncio.sleep(0.3)
+    assert len(sink.messages) == 5
+    assert sorted(m["Subject"].split("]")[0].strip("[") for m in sink.messages[3:]) == sorted(refs)
+    with bot.store.session() as s:
+        statuses = {r.ref: r.status for r in s.scalars(select(Request))}
+    assert (statuses[refs[0]], statuses[refs[1]], statuses[other_ref]) == ("cancelled", "cancelled", "submitted")
+
+
 async def test_same_start_again_is_flagged_not_merged_and_a_cancelled_one_does_not_count(bot, sink):
     """Rule 9: a second request from the same requester, same language and start, is stored and
     flagged as a possible duplicate of the active one, never merged; a cancelled one is no
