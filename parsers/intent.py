@@ -31,18 +31,37 @@ def find_ref(subject_folded: str, body_folded: str) -> str | None:
     return None
 
 
-def find_refs(text: str) -> list[str]:
-    """Every reference *text* cites, in order, once each (not a chart, room or extension number)."""
-    out: list[str] = []
+def _ref_mentions(text: str) -> list[tuple[str, int, int]]:
+    """(reference, start, end) of each reference *text* cites (not a chart, room or extension number)."""
+    out = []
     for m in REF_TEXT.finditer(text):
         num = next(g for g in m.groups() if g)
         before = text[max(0, m.start() - 20):m.start()]
-        if re.search(r"(?:dossier|chart|file|mrn|ramq|local|bureau|room|poste|ext)\W*$", before):
-            continue
-        ref = normalize_ref(num)
-        if ref not in out:
-            out.append(ref)
+        if not re.search(r"(?:dossier|chart|file|mrn|ramq|local|bureau|room|poste|ext)\W*$", before):
+            out.append((normalize_ref(num), m.start(), m.end()))
     return out
+
+
+def find_refs(text: str) -> list[str]:
+    """Every reference *text* cites, in order, once each."""
+    return list(dict.fromkeys(r for r, _, _ in _ref_mentions(text)))
+
+
+LIST_JOIN = re.compile(r"^\s*(?:,|;|/|&|et|and|ainsi que|as well as)?\s*(?:(?:et|and)\s+)?(?:la |le |les |the |l')?"
+                       r"(?:demandes? |requests? )?$")
+
+
+def listed_refs(text: str) -> list[str]:
+    """The references of a list ('BIQ-6400 et BIQ-6401', 'BIQ-1, BIQ-2 and BIQ-3'): the first run of
+    references joined only by commas or 'and'; a single one is no list."""
+    found = _ref_mentions(text)
+    run = found[:1]
+    for mention in found[1:]:
+        if not LIST_JOIN.match(text[run[-1][2]:mention[1]]):
+            break
+        run.append(mention)
+    refs = list(dict.fromkeys(r for r, _, _ in run))
+    return refs if len(refs) > 1 else []
 
 
 def only_ref(folded: str) -> str | None:

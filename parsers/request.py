@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from . import entities, when
 from .directory import Directory
 from .form import form_fields
-from .intent import find_ref, find_refs, intent, only_ref, writing_language
+from .intent import find_ref, intent, listed_refs, only_ref, writing_language
 from .mime import MailMessage, read_email
 from .quotes import current_text, is_forward, is_reply
 from .text import clean_typography, fold
@@ -157,7 +157,7 @@ def parse_text(d: Directory, text: str, *, today: date, subject: str = "", sende
     if out.intent in ("other", "status"):
         out = ParsedRequest(intent=out.intent, ref=out.ref, language=out.language)
     if out.intent == "cancel":
-        out.also_refs = [r for r in find_refs(folded) if r != out.ref]
+        out.also_refs = [r for r in listed_refs(folded) if r != out.ref]
     out.text = (folded + "\n" + subject_folded).strip()
     return out
 

@@ -1108,3 +1108,14 @@ def test_a_forwarded_request_counts_whatever_the_mail_client(directory, marker):
     got = parse_email(directory, raw)[0].as_contract()
     assert (got["intent"], got["target_language"], got["location"], got["appointments"]) == (
         "new_request", "ro", "hopital-fleury", [{"date": "2026-12-02", "start_time": "11:00", "duration_minutes": 60}])
+
+
+@pytest.mark.parametrize("text,also", [
+    ("Hi, please cancel BIQ-6400 and BIQ-6401, the family moved.", ["BIQ-006401"]),
+    ("Svp annuler les demandes BIQ-6400, BIQ-6401 et BIQ-6402.", ["BIQ-006401", "BIQ-006402"]),
+    ("Svp annuler la BIQ-6400. La BIQ-6401 est maintenue.", []),
+    ("Please cancel BIQ-6400 (it replaces BIQ-6401).", []),
+])
+def test_a_cancel_of_several_listed_requests(directory, text, also):
+    got = parse_text(directory, text, today=FRI)
+    assert (got.intent, got.ref, got.also_refs) == ("cancel", "BIQ-006400", also)
