@@ -134,7 +134,8 @@ MODIFY = re.compile(
     r"reporte|reschedule|rescheduled|move|moved|au lieu de|instead of|plutot|correction|finalement|"
     r"now be|will now|sera finalement|desormais|nouvelle heure|nouvelle date|new time|new date|"
     r"et non|rather than|prioriser|ajouter|add|prolonger|extend|raccourcir|shorten|"
-    r"l'adresse est|the address is|nouvelle adresse|new address)\b")
+    r"l'adresse est|the address is|nouvelle adresse|new address|push(?:ed|ing)?\b[^.\n]{0,20}\b(?:to|back|forward|by)|postpone|postponed|"
+    r"repousser|repousse|decaler|decale|avancer|devancer|devance)\b")
 NEW = re.compile(
     r"\b(?:besoin d'un|besoin d'une|besoin|reserver|reservation|demande d'interprete|aurais besoin|aurions besoin|"
     r"il me faudrait|pourrais avoir|pourrait avoir|possible d'avoir|need|needed|book|request an?|requesting|"

@@ -788,6 +788,8 @@ def test_being_at_a_named_place_is_in_person(directory, text, mode):
      "new_request", None),
     ("Le rendez-vous du 8 décembre est annulé.", "cancel", None),
     ("Bonjour, pour la BIQ-6403 l'adresse est le 1234 rue Jarry, app. 5.", "modify", "BIQ-006403"),
+    ("Hi, can we push BIQ-6404 to next week, same day and time?", "modify", "BIQ-006404"),
+    ("Bonjour, est-il possible de décaler la BIQ-6405 d'une semaine?", "modify", "BIQ-006405"),
     ("Hi, who's the interpreter for tomorrow's 10am Arabic appointment at the JGH?", "status", None),
     ("Bonjour, est-ce que l'interprète pour demain 10h (arabe, HGJ) est confirmé?", "status", None),
     ("I need an Arabic interpreter tomorrow at 10 am at the JGH. Who will be the interpreter?", "new_request", None),
