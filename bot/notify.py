@@ -24,7 +24,7 @@ from .outbox import insert_outbox, queue_email
 from .replies import OutgoingEmail, make_environment, render, sample_context
 
 # Sent even to requesters who turned notifications off: they must act on these.
-ACTION_NEEDED = {"incomplete", "not_found", "unknown_sender", "link_code", "not_linked", "error"}
+ACTION_NEEDED = {"incomplete", "not_found", "unchanged", "unknown_sender", "link_code", "not_linked", "error"}
 
 
 @dataclass

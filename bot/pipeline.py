@@ -576,6 +576,14 @@ class Pipeline:
         if req.status in workflow.FINAL:
             return self._reply_not_found(s, msg, "modify")
         changed = self._apply(req, msg.parsed, self.directory(s))
+        if not changed:  # "can we push it to next week?": asked, but nothing the bot can apply
+            p = msg.parsed
+            stated = any(v is not None for a in p.appointments for v in (a.date, a.start_time, a.duration_minutes)) \
+                or any(v is not None for v in (p.mode, p.location, p.target_language, p.source_language, p.address,
+                                               p.interpreter_type, p.preferred_interpreter, p.notify_user,
+                                               p.user_phone))
+            self._reply(s, msg, "unchanged", req, r=self.notifier.summary(s, req), stated=stated)
+            return Outcome("done", f"{req.ref} unchanged: asked what to change")
         req.updated_at = utcnow()
         workflow.record(s, req, actor=f"requester:{msg.requester.email}", action="modified", reason=",".join(changed),
                         inbound_id=msg.inbound.id)

@@ -200,7 +200,7 @@ def sample_context(kind: str) -> dict:
              has_user_phone=True, duplicate_of=None, interpreter_name="María Fernanda López", late=False)
     return {"r": r, "problems": ["missing_duration", "unclear_date"], "late": True, "late_hours": 48,
             "sender": "someone@example.org", "coordination": "coordination.biq@ssss.gouv.qc.ca", "ref": "BIQ-000123",
-            "action": "cancel", "on": False, "code": "123456", "minutes": 15,
+            "action": "cancel", "on": False, "stated": False, "code": "123456", "minutes": 15,
             "requests": [{"ref": "BIQ-000123", "date_fr": "jeudi 3 décembre 2026", "date_en": "Thursday, December 3, 2026",
                           "time": "13:30", "language_fr": "espagnol", "language_en": "Spanish",
                           "place": "CLSC de Parc-Extension", "status": "submitted",

@@ -153,6 +153,7 @@ CONTEXTS = {
     "incomplete": dict(r=SUMMARY, problems=["missing_duration", "unclear_date", "bi_rsss_without_interpreter"]),
     "unknown_sender": dict(sender="someone@example.org", coordination="coordination@example.org"),
     "modified": dict(r=SUMMARY),
+    "unchanged": dict(r=SUMMARY, stated=False),
     "cancelled": dict(r=SUMMARY, late=True, late_hours=48),
     "not_found": dict(ref="BIQ-000042", action="cancel"),
     "status_list": dict(requests=[{"ref": "BIQ-000042", "date_fr": "jeudi 3 décembre 2026", "date_en": "Thursday",
@@ -252,7 +253,7 @@ def test_an_email_change_keeps_the_requesters_history(tmp_path, capsys, monkeypa
 
 
 REQUEST_KINDS = {"submitted", "incomplete", "modified", "cancelled", "offered", "confirmed", "declined", "completed",
-                 "unfilled", "reminder", "not_found"}
+                 "unfilled", "reminder", "not_found", "unchanged"}
 
 
 @pytest.mark.parametrize("lang", ["fr", "en"])

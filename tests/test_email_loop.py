@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from bot.outbox import Sender
 from bot.replies import format_date
 from store.db import Store, utcnow
-from store.models import InboundMessage, Outbox, Request
+from store.models import InboundMessage, Outbox, Request, RequestEvent
 
 from .conftest import Sink, free_port, make_settings, running_bot, wait_for
 
@@ -436,6 +436,21 @@ async def test_cancel_by_reply(bot, sink):
     assert "annulée" in sink.messages[1]["Subject"]
     with bot.store.session() as s:
         assert s.scalars(select(Request)).one().status == "cancelled"
+
+
+async def test_a_change_asked_for_but_not_understood_changes_nothing_and_says_so(bot, sink):
+    await send(bot.port, make_mail(complete_request(in_days(10))))
+    await wait_for(lambda: sink.messages)
+    first = sink.messages[0]
+    await send(bot.port, make_mail("Bonjour, est-il possible de décaler le rendez-vous d'une semaine?\n\nSophie",
+                                   subject=f"RE: {first['Subject']}", in_reply_to=first["Message-ID"]))
+    await wait_for(lambda: len(sink.messages) >= 2)
+    assert "inchangée" in sink.messages[1]["Subject"] and "pas pu lire" in text_of(sink.messages[1])
+    with bot.store.session() as s:
+        req = s.scalars(select(Request)).one()
+        assert (req.status, req.date) == ("submitted", in_days(10))
+        actions = s.scalars(select(RequestEvent.action).where(RequestEvent.request_id == req.id)).all()
+        assert "modified" not in actions
 
 
 async def test_one_message_cancels_each_request_it_cites(bot, sink):
