@@ -216,6 +216,15 @@ OUT_OF_OFFICE = re.compile(
 ACKNOWLEDGED = re.compile(
     THANKS + r"\b[^\n]{0,40}?\b(?:c'est note|bien note|bien recu|noted|got it|see you|a bientot|"
     r"a (?:lundi|mardi|mercredi|jeudi|vendredi|demain))\b")
+# not a request either: an announcement to a list, an interpreter offering their services, a price question
+NOT_A_REQUEST = re.compile(
+    r"\b(?:bonjour a tou(?:te)?s|bonjour tout le monde|hello all|hi all|hi everyone|hello everyone|"
+    r"inscrivez-vous|register (?:here|now|online|via)|webinaire|webinar|infolettre|newsletter|save the date|"
+    r"combien (?:coute|coutent|ca coute)|how much (?:does|do|is|are)|quel(?:s)? (?:est|sont) (?:le|les) (?:cout|tarif)s?|"
+    r"what (?:is|are) the (?:cost|rate|fee|price)s?)\b")
+OFFERING = re.compile(r"\b(?:je suis (?:un |une )?interprete|i am an interpreter|i'm an interpreter|offrir mes services|"
+                      r"offer my services|mon cv|my cv|my resume|ma candidature|job application|postuler)\b")
+NEED = re.compile(r"\b(?:besoin|need|needed|book|reserver|would like|aimerais|voudrais|requesting)\b")
 HOW_QUESTION = re.compile(r"\b(?:comment (?:puis-je|faire|on|peut-on|je)|how (?:do|can|should) (?:i|we)|how to|"
                           r"quelle est la procedure|what is the procedure|de quelle facon)\b")
 
@@ -231,6 +240,9 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
         return "other"
     if not has_appointment and not has_ref and "?" in folded and HOW_QUESTION.search(folded):
         return "other"
+    if not has_ref and not is_reply and (OFFERING.search(folded) or NOT_A_REQUEST.search(folded)
+                                         and not NEED.search(folded)):
+        return "other"
     if len(folded) < 150 and ACKNOWLEDGED.search(folded) and not MODIFY.search(folded) \
             and not CANCEL.search(folded):
         return "other"
@@ -244,8 +256,7 @@ def intent(folded: str, *, automatic: bool, has_ref: bool, is_reply: bool, has_d
     if AVAILABLE.search(folded) and has_appointment and not has_ref and not is_reply \
             and not re.search(r"\b(?:ma|mes|my|notre|our) (?:demandes?|requetes?|reservations?|requests?|bookings?)\b", folded):
         return "new_request"  # "Do you have someone for Tagalog tomorrow at 9:30?": asking for one
-    about_booking = ABOUT_BOOKING.search(folded) and not re.search(
-        r"\b(?:besoin|need|needed|book|reserver|would like|aimerais|voudrais|requesting)\b", folded)
+    about_booking = ABOUT_BOOKING.search(folded) and not NEED.search(folded)
     if RECEIVED.search(folded) or about_booking or (STATUS.search(folded) and not (has_details and NEW.search(folded) and not has_ref)):
         return "status"
     if has_details and NEW_ASKED.search(folded):
