@@ -218,8 +218,7 @@ ACKNOWLEDGED = re.compile(
     r"a (?:lundi|mardi|mercredi|jeudi|vendredi|demain))\b")
 # not a request either: an announcement to a list, an interpreter offering their services, a price question
 NOT_A_REQUEST = re.compile(
-    r"\b(?:bonjour a tou(?:te)?s|bonjour tout le monde|hello all|hi all|hi everyone|hello everyone|"
-    r"inscrivez-vous|register (?:here|now|online|via)|webinaire|webinar|infolettre|newsletter|save the date|"
+    r"\b(?:inscrivez-vous|register (?:here|now|online|via)|webinaire|webinar|infolettre|newsletter|save the date|"
     r"combien (?:coute|coutent|ca coute)|how much (?:does|do|is|are)|quel(?:s)? (?:est|sont) (?:le|les) (?:cout|tarif)s?|"
     r"what (?:is|are) the (?:cost|rate|fee|price)s?)\b")
 OFFERING = re.compile(r"\b(?:je suis (?:un |une )?interprete|i am an interpreter|i'm an interpreter|offrir mes services|"

@@ -789,7 +789,7 @@ def test_being_at_a_named_place_is_in_person(directory, text, mode):
     ("Le rendez-vous du 8 décembre est annulé.", "cancel", None),
     ("Bonjour à tous, une formation sur le travail avec les interprètes aura lieu le 8 décembre à 13h en "
      "visioconférence. Inscrivez-vous via le lien.", "other", None),
-    ("Hello all, reminder: the team meeting is tomorrow at 10 am in room 2.14.", "other", None),
+    ("Hi all — quick one: Arabic interpreter Dec 9 10am CLSC Metro 1h please!", "new_request", None),
     ("Bonjour, combien coûte une heure d'interprétation pour un établissement?", "other", None),
     ("Bonjour, je suis interprète en arabe et j'aimerais offrir mes services à la banque. Voici mon CV.",
      "other", None),
