@@ -443,7 +443,8 @@ MOVED_TO = re.compile(r"\b(?:deplacee?s?|reportee?s?|devancee?s?|avancee?s?|recu
 # "change the time from 10 am to 11 am", "on devance le rendez-vous de 14h à 13h": not a slot but a
 # change, whose end is the new time
 CHANGE_FROM = re.compile(
-    r"(?:\b(?:change|changed|changing|move|moved|moving|reschedule|rescheduled)\s+(?:the\s+|my\s+|our\s+|it\s+)?"
+    r"(?:\b(?:change|changed|changing|move|moved|moving|reschedule|rescheduled)\s+(?:the\s+|my\s+|our\s+|it\s+|"
+    r"biq[\s#-]*\d+\s+|(?:request|booking)\s+#?\d+\s+)?"
     r"(?:(?:start\s+)?time\s+|appointment\s+|meeting\s+)?from|"
     r"\b(?:time|appointment|meeting)\s+(?:changes|changed|has changed|has been changed|is changed|moves|has moved|"
     r"has been moved|was moved|is moved)\s+from|"
