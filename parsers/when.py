@@ -504,6 +504,7 @@ def _moved(t: str, found: list[DateMention], times: list[TimeMention]) -> tuple[
         if move:
             a, _ = _sentence(t, y.start, y.end)
             times = [x for x in times if not a <= x.start < move.start()]
+    found = [d for i, d in enumerate(found) if not (i + 1 < len(found) and _date_change(t, d, found[i + 1]))]
     for d in list(found):
         move = MOVED_TO.search(t, max(0, d.start - 40), d.start)
         just_before = next((y for y in times if y.end <= d.start and re.match(r"^\W*(?:le|on|the)?\s*$", t[y.end:d.start])),
@@ -535,7 +536,7 @@ def _sentence(t: str, start: int, end: int) -> tuple[int, int]:
 
 def _alternatives(found: list[DateMention], t: str) -> list[DateMention]:
     for i, m in enumerate(found):
-        if DAY_BEFORE.search(t, max(0, m.start - 20), m.start):
+        if DAY_BEFORE.search(t, max(0, m.start - 20), m.start) and not (i and _date_change(t, found[i - 1], m)):
             m.uncertain = True
         # "entre le 7 et le 9 décembre", "between Dec 7 and Dec 9": a span of days, not two bookings
         if BETWEEN_BEFORE.search(t, max(0, m.start - 15), m.start):
@@ -545,6 +546,18 @@ def _alternatives(found: list[DateMention], t: str) -> list[DateMention]:
             elif nxt is not None and re.fullmatch(r"\s*(?:et|and|&)\s*", t[m.end:nxt.start]):
                 m.uncertain = nxt.uncertain = True
     return found
+
+
+# "change the date from Dec 8 to Dec 10", "on change la date : du 8 au 10 décembre", "moved from
+# Tuesday to Thursday": the first date is the old one
+DATE_CHANGE_FROM = re.compile(r"\b(?:chang\w*|mov\w*|reschedul\w*|deplac\w*|report\w*|passe\w*|modif\w*|"
+                              r"devanc\w*|avanc\w*|recul\w*|push\w*|postpon\w*)\b[^.\n]{0,30}?"
+                              r"(?:\bfrom|\bde|\bdu|\bd')\s*(?:le\s+|the\s+)?$")
+TO_BETWEEN = re.compile(r"^\s*(?:to|au|a|->|=>|vers)\s*(?:le\s+|the\s+)?$")
+
+
+def _date_change(t: str, old: DateMention, new: DateMention) -> bool:
+    return bool(TO_BETWEEN.match(t[old.end:new.start]) and DATE_CHANGE_FROM.search(t, max(0, old.start - 50), old.start))
 
 
 BETWEEN_BEFORE = re.compile(r"\b(?:entre|between)\s+$")

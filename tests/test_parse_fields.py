@@ -196,6 +196,10 @@ def test_numeric_dates_in_either_order(directory, text, expected):
 
 @pytest.mark.parametrize("text,expected", [
     ("Hello, could you move BIQ-6604 from 10 am to 1 pm? Thanks.", [(None, "13:00", None)]),
+    ("Hi, for BIQ-6700, could we change the date from Dec 8 to Dec 10? Same time.", [("2026-12-10", None, None)]),
+    ("Bonjour, pour la BIQ-6701, on change la date : du 8 décembre au 10 décembre, même heure.",
+     [("2026-12-10", None, None)]),
+    ("Hi, BIQ-6702: the meeting was moved from Tuesday to Thursday, same time.", [("2026-11-26", None, None)]),
     ("Le rendez-vous de demain à 10h est déplacé à 11h.", [("2026-11-21", "11:00", None)]),
     ("Le rendez-vous du 8 décembre est reporté au 10 décembre, même heure.", [("2026-12-10", None, None)]),
     ("The appointment on Dec 8 at 10 am has been moved to Dec 10 at 2 pm.", [("2026-12-10", "14:00", None)]),
