@@ -549,15 +549,15 @@ def _alternatives(found: list[DateMention], t: str) -> list[DateMention]:
 
 
 # "change the date from Dec 8 to Dec 10", "on change la date : du 8 au 10 décembre", "moved from
-# Tuesday to Thursday": the first date is the old one
-DATE_CHANGE_FROM = re.compile(r"\b(?:chang\w*|mov\w*|reschedul\w*|deplac\w*|report\w*|passe\w*|modif\w*|"
+# Tuesday to Thursday", "on passe de 1h à 1h30": the first value is the old one
+VALUE_CHANGE_FROM = re.compile(r"\b(?:chang\w*|mov\w*|reschedul\w*|deplac\w*|report\w*|passe\w*|modif\w*|"
                               r"devanc\w*|avanc\w*|recul\w*|push\w*|postpon\w*)\b[^.\n]{0,30}?"
                               r"(?:\bfrom|\bde|\bdu|\bd')\s*(?:le\s+|the\s+)?$")
 TO_BETWEEN = re.compile(r"^\s*(?:to|au|a|->|=>|vers)\s*(?:le\s+|the\s+)?$")
 
 
 def _date_change(t: str, old: DateMention, new: DateMention) -> bool:
-    return bool(TO_BETWEEN.match(t[old.end:new.start]) and DATE_CHANGE_FROM.search(t, max(0, old.start - 50), old.start))
+    return bool(TO_BETWEEN.match(t[old.end:new.start]) and VALUE_CHANGE_FROM.search(t, max(0, old.start - 50), old.start))
 
 
 BETWEEN_BEFORE = re.compile(r"\b(?:entre|between)\s+$")
@@ -820,6 +820,9 @@ def appointments(t: str, today: date, day_first: bool = True) -> tuple[list[Appo
     times, durations = find_times(t, [(d.start, d.end) for d in found])
     spans = [(d.start, d.end) for d in found] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
     found, times = _moved(t, found, _start_and_end(t, times))
+    durations = [x for i, x in enumerate(durations)  # "on passe de 1h à 1h30": the new length only
+                 if not (i + 1 < len(durations) and TO_BETWEEN.match(t[x.end:durations[i + 1].start])
+                         and VALUE_CHANGE_FROM.search(t, max(0, x.start - 50), x.start))]
     # "prolonger jusqu'à 14h", "finira à 11h30": an end said alone is no start
     times = [x for x in times if x.duration or not (UNTIL_BEFORE.search(t, max(0, x.start - 15), x.start)
                                                     or ENDS_AT.search(t, max(0, x.start - 30), x.start))]

@@ -200,6 +200,8 @@ def test_numeric_dates_in_either_order(directory, text, expected):
     ("Bonjour, pour la BIQ-6701, on change la date : du 8 décembre au 10 décembre, même heure.",
      [("2026-12-10", None, None)]),
     ("Hi, BIQ-6702: the meeting was moved from Tuesday to Thursday, same time.", [("2026-11-26", None, None)]),
+    ("Bonjour, BIQ-6703 : on passe de 1h à 1h30.", [(None, None, 90)]),
+    ("Hi, BIQ-6704: please change the length from 1 hour to 1.5 hours.", [(None, None, 90)]),
     ("Le rendez-vous de demain à 10h est déplacé à 11h.", [("2026-11-21", "11:00", None)]),
     ("Le rendez-vous du 8 décembre est reporté au 10 décembre, même heure.", [("2026-12-10", None, None)]),
     ("The appointment on Dec 8 at 10 am has been moved to Dec 10 at 2 pm.", [("2026-12-10", "14:00", None)]),
