@@ -820,6 +820,7 @@ def appointments(t: str, today: date, day_first: bool = True) -> tuple[list[Appo
     times, durations = find_times(t, [(d.start, d.end) for d in found])
     spans = [(d.start, d.end) for d in found] + [(x.start, x.end) for x in times] + [(x.start, x.end) for x in durations]
     found, times = _moved(t, found, _start_and_end(t, times))
+    times = [x for x in times if not (x.duration and _replaced(t, x.start, x.end))]  # "au lieu de 9h à 10h"
     durations = [x for i, x in enumerate(durations)  # "on passe de 1h à 1h30": the new length only
                  if not (i + 1 < len(durations) and TO_BETWEEN.match(t[x.end:durations[i + 1].start])
                          and VALUE_CHANGE_FROM.search(t, max(0, x.start - 50), x.start))]

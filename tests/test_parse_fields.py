@@ -201,6 +201,8 @@ def test_numeric_dates_in_either_order(directory, text, expected):
      [("2026-12-10", None, None)]),
     ("Hi, BIQ-6702: the meeting was moved from Tuesday to Thursday, same time.", [("2026-11-26", None, None)]),
     ("Bonjour, BIQ-6703 : on passe de 1h à 1h30.", [(None, None, 90)]),
+    ("Bonjour, pour la BIQ-6801 : de 10h à 11h au lieu de 9h à 10h.", [(None, "10:00", 60)]),
+    ("Bonjour, pour la BIQ-6803 la rencontre sera de 13h à 14h30 (au lieu de 13h à 14h).", [(None, "13:00", 90)]),
     ("Hi, BIQ-6704: please change the length from 1 hour to 1.5 hours.", [(None, None, 90)]),
     ("Le rendez-vous de demain à 10h est déplacé à 11h.", [("2026-11-21", "11:00", None)]),
     ("Le rendez-vous du 8 décembre est reporté au 10 décembre, même heure.", [("2026-12-10", None, None)]),
