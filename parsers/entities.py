@@ -56,7 +56,11 @@ def language_mentions(d: Directory, original: str, folded: str) -> list[Match]:
     for m in d.weak_language_index.find(original):
         if any(m.start < f.end and f.start < m.end for f in found):
             continue
-        if LANG_CUE_BEFORE.search(folded[max(0, m.start - 20):m.start]) or LANG_CUE_AFTER.match(folded[m.end:m.end + 15]):
+        # "tigrinya ou tigré": a weak name joined to a language already named
+        joined = any(re.fullmatch(r"\s*(?:ou|or|/)\s*(?:en\s+|le\s+|in\s+)?", folded[f.end:m.start])
+                     for f in found if f.end <= m.start)
+        if joined or LANG_CUE_BEFORE.search(folded[max(0, m.start - 20):m.start]) \
+                or LANG_CUE_AFTER.match(folded[m.end:m.end + 15]):
             found.append(m)
     if not found:
         found = _fuzzy_languages(d, original, folded)

@@ -559,6 +559,7 @@ def test_where_a_meeting_is_is_no_reason(directory):
     "Swahili or Kinyarwanda interpreter please, Dec 7th at 8:15.",
     "Interprète swahili ou kinyarwanda le 7 décembre à 8h15.",
     "Interprète dari/pachto le 7 décembre à 8h15.",
+    "Interprète pour une famille érythréenne (tigrinya ou tigré, à confirmer), le 9 décembre à 10h.",
 ])
 def test_either_of_two_languages_is_no_target(directory, text):
     assert p(directory, text)["target_language"] is None
